@@ -1,0 +1,11 @@
+"""The pure injection engine: object + operation + configuration in, object + decision out.
+
+Nothing in this package performs I/O, reads a clock or talks to an API; every front end (the HTTPS
+webhook, the offline CLI, reconcile) is a thin adapter over `mutate`.
+"""
+
+from app.engine.config import EngineConfig
+from app.engine.decision import Action, Decision, Reason
+from app.engine.mutate import ENGINE_VERSION, MutationResult, mutate
+
+__all__ = ["ENGINE_VERSION", "Action", "Decision", "EngineConfig", "MutationResult", "Reason", "mutate"]

@@ -1,0 +1,147 @@
+"""mutate(object, operation, configuration) -> (object, decision): the one entry point of the engine."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+
+from app import __version__
+from app.engine import annotations as keys
+from app.engine.config import EngineConfig
+from app.engine.decision import Action, Decision, Reason
+from app.engine.jobs import apply_job_rules
+from app.engine.migrate_step import build_step
+from app.engine.objects import InvalidObject, JsonObject, PodView, container_list, mapping_at, pod_view, target_of
+from app.engine.recognise import STEP_CONTAINER_NAME, Recognition, recognise, wait_container_index
+
+ENGINE_VERSION = __version__
+OPERATIONS = ("CREATE", "UPDATE")
+_CHANGED = {Reason.INJECTED, Reason.REINJECTED, Reason.HOOK_JOB_MARKED, Reason.JOB_FORCE_SYNC_ADDED}
+
+
+@dataclass(frozen=True)
+class MutationResult:
+    """`object` is the input itself when nothing changed, else a changed deep copy."""
+
+    object: JsonObject
+    decision: Decision
+
+    @property
+    def changed(self) -> bool:
+        return self.decision.action is Action.INJECT
+
+
+def mutate(obj: object, operation: str, config: EngineConfig) -> MutationResult:
+    """Decide about one object as the API server would send it, and return what to store."""
+    try:
+        return _mutate(obj, operation, config)
+    except InvalidObject as error:
+        return MutationResult(obj if isinstance(obj, dict) else {}, _skip(Reason.INVALID_OBJECT, detail=str(error)))
+
+
+def _skip(reason: Reason, recognition: Recognition | None = None, **extra: object) -> Decision:
+    return Decision(
+        action=Action.SKIP,
+        reason=reason,
+        profile=recognition.profile.name if recognition else None,
+        component=recognition.component if recognition else None,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _mutate(obj: object, operation: str, config: EngineConfig) -> MutationResult:
+    target = target_of(obj)
+    assert isinstance(obj, dict)  # target_of raised otherwise
+    if target is None:
+        return MutationResult(obj, _skip(Reason.UNSUPPORTED_KIND))
+    if operation not in OPERATIONS:
+        return MutationResult(obj, _skip(Reason.UNSUPPORTED_OPERATION))
+    kind, template_path = target
+    view = pod_view(obj, kind, template_path)
+    recognition = recognise(view)
+    if recognition is None:
+        return MutationResult(obj, _skip(Reason.NOT_AIRFLOW))
+    if view.annotations.get(keys.INJECT, "").strip().lower() == "false":
+        return MutationResult(obj, _skip(Reason.OPTED_OUT, recognition))
+    if kind == "Job":
+        return _job(obj, view, recognition, operation)
+    if kind == "Pod" and operation == "UPDATE":
+        return MutationResult(obj, _skip(Reason.POD_UPDATE_NEVER_PATCHED, recognition))
+    return _workload(obj, view, recognition, config)
+
+
+def _job(obj: JsonObject, view: PodView, recognition: Recognition, operation: str) -> MutationResult:
+    if operation != "CREATE":
+        return MutationResult(obj, _skip(Reason.JOB_UPDATE_NEVER_PATCHED, recognition))
+    job = copy.deepcopy(obj)
+    reason, warnings = apply_job_rules(job, view, recognition)
+    if reason not in _CHANGED:
+        return MutationResult(obj, _skip(reason, recognition, warnings=tuple(warnings)))
+    injected = ["sync-options/Force=true"] if reason is Reason.JOB_FORCE_SYNC_ADDED else []
+    _record_status(job, recognition, injected)
+    return _result(obj, job, reason, recognition, warnings)
+
+
+def _migrates(view: PodView, recognition: Recognition, config: EngineConfig) -> tuple[Reason | None, list[str]]:
+    """None when the workload should migrate, else the reason it should not."""
+    override = view.annotations.get(keys.MIGRATE)
+    if override is not None:
+        value = override.strip().lower()
+        if value == "false":
+            return Reason.MIGRATE_ANNOTATION_FALSE, []
+        if value == "true":
+            return None, []
+        warning = f"ignored {keys.MIGRATE}: {override!r} (expected \"true\" or \"false\")"
+        return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), [warning]
+    return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), []
+
+
+def _workload(obj: JsonObject, view: PodView, recognition: Recognition, config: EngineConfig) -> MutationResult:
+    main = recognition.main_container
+    if main is None:
+        return MutationResult(obj, _skip(Reason.NO_AIRFLOW_CONTAINER, recognition))
+    not_migrating, warnings = _migrates(view, recognition, config)
+    if not_migrating is not None:
+        return MutationResult(obj, _skip(not_migrating, recognition, warnings=tuple(warnings)))
+    main_env = {e.get("name"): e.get("value") for e in main.get("env", []) if isinstance(e, dict)}
+    if recognition.profile.self_migrating_env and all(
+        main_env.get(name) == value for name, value in recognition.profile.self_migrating_env
+    ):
+        return MutationResult(obj, _skip(Reason.SELF_MIGRATING, recognition, warnings=tuple(warnings)))
+
+    others = [c for c in view.init_containers if c.get("name") != STEP_CONTAINER_NAME]
+    wait_index = wait_container_index(others, recognition.profile)
+    wait = others[wait_index] if wait_index is not None else None
+    step, step_warnings = build_step(recognition.profile, main, wait, config)
+    warnings += step_warnings
+
+    workload = copy.deepcopy(obj)
+    spec = mapping_at(workload, view.spec_path)
+    rebuilt = [c for c in container_list(spec, "initContainers") if c.get("name") != STEP_CONTAINER_NAME]
+    rebuilt.insert(len(rebuilt) if wait_index is None else wait_index, step)
+    spec["initContainers"] = rebuilt
+    _record_status(workload, recognition, [f"initContainer/{STEP_CONTAINER_NAME}"])
+    had_step = len(others) != len(view.init_containers)
+    return _result(obj, workload, Reason.REINJECTED if had_step else Reason.INJECTED, recognition, warnings)
+
+
+def _record_status(obj: JsonObject, recognition: Recognition, injected: list[str]) -> None:
+    status = {"injected": injected, "profile": recognition.profile.name, "version": ENGINE_VERSION}
+    annotations = mapping_at(obj, ("metadata", "annotations"), create=True)
+    annotations[keys.STATUS] = json.dumps(status, sort_keys=True, separators=(",", ":"))
+
+
+def _result(
+    original: JsonObject, changed: JsonObject, reason: Reason, recognition: Recognition, warnings: list[str]
+) -> MutationResult:
+    if changed == original:
+        return MutationResult(original, _skip(Reason.UP_TO_DATE, recognition, warnings=tuple(warnings)))
+    decision = Decision(
+        action=Action.INJECT,
+        reason=reason,
+        profile=recognition.profile.name,
+        component=recognition.component,
+        warnings=tuple(warnings),
+    )
+    return MutationResult(changed, decision)
