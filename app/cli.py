@@ -36,39 +36,52 @@ def object_ref(obj: dict[str, object]) -> str:
 
 def report_line(obj: dict[str, object], decision: Decision) -> str:
     extra = " ".join(
-        f"{key}={value}" for key, value in (("profile", decision.profile), ("component", decision.component)) if value
+        f"{key}={value}"
+        for key, value in (("profile", decision.profile), ("component", decision.component))
+        if value
     )
-    return f"{object_ref(obj)}: {decision.action.value} {decision.reason.value}" + (f" ({extra})" if extra else "")
+    return f"{object_ref(obj)}: {decision.action.value} {decision.reason.value}" + (
+        f" ({extra})" if extra else ""
+    )
 
 
 def _krm_result(obj: dict[str, object], decision: Decision) -> list[dict[str, object]]:
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)
-    ref = {key: value for key, value in (
-        ("apiVersion", obj.get("apiVersion")), ("kind", obj.get("kind")),
-        ("name", metadata.get("name")), ("namespace", metadata.get("namespace")),
-    ) if value}
+    ref = {
+        key: value
+        for key, value in (
+            ("apiVersion", obj.get("apiVersion")),
+            ("kind", obj.get("kind")),
+            ("name", metadata.get("name")),
+            ("namespace", metadata.get("namespace")),
+        )
+        if value
+    }
     results: list[dict[str, object]] = [
-        {"message": f"{decision.action.value} {decision.reason.value}: {decision.message}",
-         "severity": "info", "resourceRef": ref}
+        {
+            "message": f"{decision.action.value} {decision.reason.value}: {decision.message}",
+            "severity": "info",
+            "resourceRef": ref,
+        }
     ]
-    results += [{"message": warning, "severity": "warning", "resourceRef": ref} for warning in decision.warnings]
+    results += [
+        {"message": warning, "severity": "warning", "resourceRef": ref} for warning in decision.warnings
+    ]
     return results
 
 
 def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     try:
         settings = load_settings(args.config)
-        if args.file in (None, "-"):
-            text = stdin.read()
-        else:
-            text = Path(args.file).read_text(encoding="utf-8")
+        source = args.source or args.file
+        text = stdin.read() if source in (None, "-") else Path(source).read_text(encoding="utf-8")
         stream: ManifestStream = parse_stream(text)
     except (ConfigError, UnreadableInput) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_USAGE
     except (OSError, UnicodeDecodeError) as error:
-        print(f"error: cannot read {args.file}: {error}", file=stderr)
+        print(f"error: cannot read {args.source or args.file}: {error}", file=stderr)
         return EXIT_USAGE
 
     outputs: list[dict[str, object]] = []
@@ -95,9 +108,14 @@ def _serve(args: argparse.Namespace) -> int:
     from app.admission.server import run_server  # imported lazily: `mutate` needs no web stack
 
     overrides = {
-        "cert_file": args.cert_file, "key_file": args.key_file, "client_ca_file": args.client_ca_file,
-        "port": args.port, "health_port": args.health_port, "host": args.host,
-        "max_body_bytes": args.max_body_bytes, "log_level": args.log_level,
+        "cert_file": args.cert_file,
+        "key_file": args.key_file,
+        "client_ca_file": args.client_ca_file,
+        "port": args.port,
+        "health_port": args.health_port,
+        "host": args.host,
+        "max_body_bytes": args.max_body_bytes,
+        "log_level": args.log_level,
     }
     try:
         settings: Settings = load_settings(args.config, overrides)
@@ -105,9 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if settings.server.cert_file is None or settings.server.key_file is None:
-        print("error: serve needs --cert-file and --key-file (or AMW_CERT_FILE / AMW_KEY_FILE)", file=sys.stderr)
+        print(
+            "error: serve needs --cert-file and --key-file (or AMW_CERT_FILE / AMW_KEY_FILE)", file=sys.stderr
+        )
         return EXIT_USAGE
-    return run_server(settings)
+    return int(run_server(settings))
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -115,8 +135,12 @@ def _certs(args: argparse.Namespace) -> int:
 
     try:
         bundle = write_certificates(
-            Path(args.out_dir), dns_names=args.dns, ip_addresses=args.ip,
-            days=args.days, ca_days=args.ca_days, overwrite=args.force,
+            Path(args.out_dir),
+            dns_names=args.dns,
+            ip_addresses=args.ip,
+            days=args.days,
+            ca_days=args.ca_days,
+            overwrite=args.force,
         )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -132,12 +156,18 @@ def _int_env(name: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airflow-migration-webhook", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="airflow-migration-webhook",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("mutate", help="apply the mutation to manifests (stdin or -f) and write them to stdout")
+    m = sub.add_parser(
+        "mutate", help="apply the mutation to manifests (stdin or -f) and write them to stdout"
+    )
     m.add_argument("-f", "--file", default="-", help="YAML/JSON stream, List or ResourceList; - for stdin")
+    m.add_argument("source", nargs="?", help="same as -f (`-` for stdin)")
     m.add_argument("--operation", choices=("CREATE", "UPDATE"), default="CREATE")
     m.add_argument("--config", type=Path, default=_env("CONFIG"), help="configuration file (env AMW_CONFIG)")
     m.add_argument("-q", "--quiet", action="store_true", help="no per-object report on stderr")
@@ -145,21 +175,39 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the HTTPS admission webhook")
     s.add_argument("--cert-file", type=Path, default=_env("CERT_FILE"), help="env AMW_CERT_FILE")
     s.add_argument("--key-file", type=Path, default=_env("KEY_FILE"), help="env AMW_KEY_FILE")
-    s.add_argument("--client-ca-file", type=Path, default=_env("CLIENT_CA_FILE"),
-                   help="require client certificates signed by this CA (env AMW_CLIENT_CA_FILE)")
-    s.add_argument("--port", type=int, default=_int_env("PORT"), help="HTTPS port, default 8443 (env AMW_PORT)")
-    s.add_argument("--health-port", type=int, default=_int_env("HEALTH_PORT"),
-                   help="plain-HTTP /healthz /readyz /metrics port, default 8080 (env AMW_HEALTH_PORT)")
+    s.add_argument(
+        "--client-ca-file",
+        type=Path,
+        default=_env("CLIENT_CA_FILE"),
+        help="require client certificates signed by this CA (env AMW_CLIENT_CA_FILE)",
+    )
+    s.add_argument(
+        "--port", type=int, default=_int_env("PORT"), help="HTTPS port, default 8443 (env AMW_PORT)"
+    )
+    s.add_argument(
+        "--health-port",
+        type=int,
+        default=_int_env("HEALTH_PORT"),
+        help="plain-HTTP /healthz /readyz /metrics port, default 8080 (env AMW_HEALTH_PORT)",
+    )
     s.add_argument("--host", default=_env("HOST"), help="listen address, default 0.0.0.0 (env AMW_HOST)")
-    s.add_argument("--max-body-bytes", type=int, default=_int_env("MAX_BODY_BYTES"),
-                   help="request body cap, default 8 MiB (env AMW_MAX_BODY_BYTES)")
-    s.add_argument("--log-level", default=_env("LOG_LEVEL"), help="debug|info|warning|error (env AMW_LOG_LEVEL)")
+    s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_int_env("MAX_BODY_BYTES"),
+        help="request body cap, default 8 MiB (env AMW_MAX_BODY_BYTES)",
+    )
+    s.add_argument(
+        "--log-level", default=_env("LOG_LEVEL"), help="debug|info|warning|error (env AMW_LOG_LEVEL)"
+    )
     s.add_argument("--config", type=Path, default=_env("CONFIG"), help="configuration file (env AMW_CONFIG)")
 
     c = sub.add_parser("certs", help="write a CA and a serving certificate; print the caBundle (base64)")
     c.add_argument("--out-dir", default="certs", help="directory for ca.crt, ca.key, tls.crt, tls.key")
     c.add_argument("--dns", action="append", default=[], help="DNS name for the serving certificate (repeat)")
-    c.add_argument("--ip", action="append", default=[], help="IP address for the serving certificate (repeat)")
+    c.add_argument(
+        "--ip", action="append", default=[], help="IP address for the serving certificate (repeat)"
+    )
     c.add_argument("--days", type=int, default=365, help="serving certificate validity")
     c.add_argument("--ca-days", type=int, default=3650, help="CA validity")
     c.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -1,4 +1,4 @@
-"""Reading and writing manifest streams for the offline CLI: multi-document YAML, JSON, `List`, KRM `ResourceList`.
+"""Manifest streams for the offline CLI: multi-document YAML, JSON, `List`, KRM `ResourceList`.
 
 Everything is parsed before anything is written, so a bad document never leaves half an output.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import yaml
@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the PyYAML build
 KRM_API_VERSION = "config.kubernetes.io/v1"
 
 
-class StreamKind(str, Enum):
+class StreamKind(StrEnum):
     DOCUMENTS = "documents"  # a YAML stream, one object per document
     LIST = "list"  # a single `kind: List` (or `*List`) with items
     RESOURCE_LIST = "resource_list"  # a KRM function input
@@ -67,7 +67,7 @@ def parse_stream(text: str) -> ManifestStream:
         docs = []
         loader = _Loader(text)
         try:
-            while loader.check_data():
+            while loader.check_data():  # type: ignore[no-untyped-call]
                 docs.append(loader.get_data())
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
@@ -89,11 +89,11 @@ def parse_stream(text: str) -> ManifestStream:
     return ManifestStream(StreamKind.DOCUMENTS, as_json, objects)
 
 
-class _BlockStyleDumper(_Dumper):  # type: ignore[misc,valid-type]
+class _BlockStyleDumper(_Dumper):
     """Multi-line strings (scripts) as `|` blocks, so output and golden files stay readable."""
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _represent_str(dumper: _BlockStyleDumper, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
@@ -105,7 +105,9 @@ def dump_yaml(doc: object) -> str:
     return yaml.dump(doc, Dumper=_BlockStyleDumper, sort_keys=False, default_flow_style=False, width=1 << 16)
 
 
-def render_stream(stream: ManifestStream, objects: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+def render_stream(
+    stream: ManifestStream, objects: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> str:
     """Answer in kind: same envelope, same format; a ResourceList also carries the KRM `results`."""
     if stream.kind is StreamKind.DOCUMENTS:
         if stream.as_json:

@@ -7,17 +7,17 @@ so an operator can grep for it anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What the engine did to the object."""
 
     INJECT = "inject"  # the object was changed
     SKIP = "skip"  # the object is returned unchanged
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why the engine changed an object or left it alone. Values are stable API (metric labels)."""
 
     INJECTED = "injected"
@@ -56,15 +56,15 @@ _MESSAGES: dict[Reason, str] = {
     Reason.NO_AIRFLOW_CONTAINER: "carries Airflow chart labels but runs no Airflow container",
     Reason.UNSUPPORTED_KIND: "kind is not a Deployment, StatefulSet, Job or Pod",
     Reason.UNSUPPORTED_OPERATION: "only CREATE and UPDATE are handled",
-    Reason.OPTED_OUT: "opted out with the annotation airflow-migration-webhook/inject: \"false\"",
+    Reason.OPTED_OUT: 'opted out with the annotation airflow-migration-webhook/inject: "false"',
     Reason.COMPONENT_NOT_MIGRATING: "this Airflow component does not run migrations (configuration)",
-    Reason.MIGRATE_ANNOTATION_FALSE: "migration disabled with the annotation airflow-migration-webhook/migrate",
+    Reason.MIGRATE_ANNOTATION_FALSE: "migration disabled by the annotation airflow-migration-webhook/migrate",
     Reason.SELF_MIGRATING: "the chart already migrates in this workload's main container",
     Reason.JOB_UPDATE_NEVER_PATCHED: "Jobs are changed on CREATE only (their pod template is immutable)",
     Reason.POD_UPDATE_NEVER_PATCHED: "Pods are changed on CREATE only (their init containers are immutable)",
     Reason.JOB_NOT_MIGRATION: "Airflow Job that does not migrate the database",
     Reason.JOB_NOT_ARGOCD_MANAGED: "plain migration Job not tracked by Argo CD; nothing to add",
-    Reason.JOB_FORCE_DISABLED: "the Job sets Force=false in argocd.argoproj.io/sync-options; left as it is",
+    Reason.JOB_FORCE_DISABLED: "the Job sets Force=false in argocd.argoproj.io/sync-options; left alone",
     Reason.INVALID_OBJECT: "the object is malformed; left unchanged",
     Reason.ENGINE_ERROR: "internal error in the webhook; object admitted unchanged",
 }

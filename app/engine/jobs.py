@@ -37,10 +37,13 @@ def apply_job_rules(job: JsonObject, view: PodView, recognition: Recognition) ->
             "the migration Job sets ttlSecondsAfterFinished: once it is deleted Argo CD shows it Missing and "
             "self-heal re-runs it; set migrateDatabaseJob.ttlSecondsAfterFinished to null in the chart values"
         )
-    options = [part.strip() for part in annotations.get(keys.ARGOCD_SYNC_OPTIONS, "").split(",") if part.strip()]
-    if any(option.replace(" ", "").lower() == "force=false" for option in options):
+    current = annotations.get(keys.ARGOCD_SYNC_OPTIONS, "")
+    options = {part.replace(" ", "").lower() for part in current.split(",")}
+    if "force=false" in options:
         return Reason.JOB_FORCE_DISABLED, warnings
-    if FORCE_OPTION not in options:
-        options.append(FORCE_OPTION)
-        mapping_at(job, ("metadata", "annotations"), create=True)[keys.ARGOCD_SYNC_OPTIONS] = ",".join(options)
+    if FORCE_OPTION.lower() not in options:
+        # append to the user's text as written: only add, never rewrite what the chart rendered
+        separator = "" if not current.strip() or current.rstrip().endswith(",") else ","
+        merged = current + separator + FORCE_OPTION
+        mapping_at(job, ("metadata", "annotations"), create=True)[keys.ARGOCD_SYNC_OPTIONS] = merged
     return Reason.JOB_FORCE_SYNC_ADDED, warnings

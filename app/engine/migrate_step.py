@@ -27,7 +27,7 @@ def migrate_script(profile: Profile, subcommand: str, bounds: MigrateStepConfig)
         lines += [". /opt/bitnami/scripts/airflow-env.sh", ". /opt/bitnami/scripts/libairflow.sh"]
     lines += [
         'say() { echo "airflow-db-migrate: $*"; }',
-        "bounded() { if command -v timeout >/dev/null 2>&1; then timeout \"$@\"; else shift; \"$@\"; fi; }",
+        'bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }',
         "pending() { ! " + cli + " db check-migrations --migration-wait-timeout=0 >/dev/null 2>&1; }",
         "attempt=1",
         f"while ! out=$({cli} db check 2>&1); do",
@@ -69,7 +69,8 @@ def migrate_script(profile: Profile, subcommand: str, bounds: MigrateStepConfig)
         lines += [
             "if ! is_airflow_admin_created; then",
             '  say "creating the admin user $AIRFLOW_USERNAME"',
-            '  airflow_create_admin_user || is_airflow_admin_created || { say "admin user creation failed"; exit 1; }',
+            "  airflow_create_admin_user || is_airflow_admin_created ||",
+            '    { say "admin user creation failed"; exit 1; }',
             "fi",
             'say "synchronizing permissions"',
             'airflow_execute sync-perm --include-dags || say "sync-perm failed (continuing)"',
@@ -142,4 +143,3 @@ def build_step(
             "password, so creating the admin user will fail"
         )
     return step, warnings
-

@@ -12,7 +12,15 @@ from app.engine.config import EngineConfig
 from app.engine.decision import Action, Decision, Reason
 from app.engine.jobs import apply_job_rules
 from app.engine.migrate_step import build_step
-from app.engine.objects import InvalidObject, JsonObject, PodView, container_list, mapping_at, pod_view, target_of
+from app.engine.objects import (
+    InvalidObject,
+    JsonObject,
+    PodView,
+    container_list,
+    mapping_at,
+    pod_view,
+    target_of,
+)
 from app.engine.recognise import STEP_CONTAINER_NAME, Recognition, recognise, wait_container_index
 
 ENGINE_VERSION = __version__
@@ -37,7 +45,9 @@ def mutate(obj: object, operation: str, config: EngineConfig) -> MutationResult:
     try:
         return _mutate(obj, operation, config)
     except InvalidObject as error:
-        return MutationResult(obj if isinstance(obj, dict) else {}, _skip(Reason.INVALID_OBJECT, detail=str(error)))
+        return MutationResult(
+            obj if isinstance(obj, dict) else {}, _skip(Reason.INVALID_OBJECT, detail=str(error))
+        )
 
 
 def _skip(reason: Reason, recognition: Recognition | None = None, **extra: object) -> Decision:
@@ -83,7 +93,9 @@ def _job(obj: JsonObject, view: PodView, recognition: Recognition, operation: st
     return _result(obj, job, reason, recognition, warnings)
 
 
-def _migrates(view: PodView, recognition: Recognition, config: EngineConfig) -> tuple[Reason | None, list[str]]:
+def _migrates(
+    view: PodView, recognition: Recognition, config: EngineConfig
+) -> tuple[Reason | None, list[str]]:
     """None when the workload should migrate, else the reason it should not."""
     override = view.annotations.get(keys.MIGRATE)
     if override is not None:
@@ -92,12 +104,14 @@ def _migrates(view: PodView, recognition: Recognition, config: EngineConfig) -> 
             return Reason.MIGRATE_ANNOTATION_FALSE, []
         if value == "true":
             return None, []
-        warning = f"ignored {keys.MIGRATE}: {override!r} (expected \"true\" or \"false\")"
+        warning = f'ignored {keys.MIGRATE}: {override!r} (expected "true" or "false")'
         return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), [warning]
     return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), []
 
 
-def _workload(obj: JsonObject, view: PodView, recognition: Recognition, config: EngineConfig) -> MutationResult:
+def _workload(
+    obj: JsonObject, view: PodView, recognition: Recognition, config: EngineConfig
+) -> MutationResult:
     main = recognition.main_container
     if main is None:
         return MutationResult(obj, _skip(Reason.NO_AIRFLOW_CONTAINER, recognition))

@@ -90,7 +90,7 @@ def target_of(obj: object) -> tuple[str, tuple[str, ...] | None] | None:
     key = (obj.get("apiVersion"), obj.get("kind"))
     if key not in TARGETS:
         return None
-    return str(key[1]), TARGETS[key]  # type: ignore[index]
+    return str(key[1]), TARGETS[key]
 
 
 def pod_view(obj: JsonObject, kind: str, template_path: tuple[str, ...] | None) -> PodView:

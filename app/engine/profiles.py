@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class StepStyle(str, Enum):
+class StepStyle(StrEnum):
     """How the injected step runs inside the image."""
 
     ENTRYPOINT_ARGS = "entrypoint_args"  # keep the image entrypoint, pass `bash -c SCRIPT` as args

@@ -17,7 +17,9 @@ STEP_CONTAINER_NAME = "airflow-db-migrate"
 class Recognition:
     profile: Profile
     component: str | None
-    main_container: JsonObject | None  # the pod's Airflow container, None when labels say Airflow but none runs
+    main_container: (
+        JsonObject | None
+    )  # the pod's Airflow container, None when labels say Airflow but none runs
 
 
 def is_airflow_container(container: JsonObject) -> bool:
