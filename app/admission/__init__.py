@@ -1,0 +1,1 @@
+"""The HTTP adapter: AdmissionReview in, AdmissionReview out. No chart knowledge lives here."""

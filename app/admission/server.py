@@ -1,0 +1,181 @@
+"""The webhook process: HTTPS `/mutate` on one port, plain-HTTP health and metrics on another.
+
+Thin: reads the body within limits, hands it to ReviewHandler, returns its answer. Owns the lifecycle:
+certificate reloads, readiness, and a graceful SIGTERM (not ready -> drain -> finish in-flight -> exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.admission.handler import ReviewHandler
+from app.admission.metrics import Metrics
+from app.config import ServerConfig, Settings
+from app.logs import configure_logging
+from app.tls import CertificateError, ReloadingCertificate
+
+log = logging.getLogger("airflow_migration_webhook.server")
+JSON_TYPES = ("application/json",)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refusing to hold more than `limit` bytes in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class State:
+    """What readiness reports: certificate loaded, configuration valid, not draining."""
+
+    def __init__(self) -> None:
+        self.certificate_loaded = False
+        self.draining = False
+
+    @property
+    def ready(self) -> bool:
+        return self.certificate_loaded and not self.draining
+
+
+def webhook_app(handler: ReviewHandler, config: ServerConfig, metrics: Metrics) -> FastAPI:
+    app = FastAPI(title="airflow-migration-webhook", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+
+    def refuse(status: int, message: str) -> JSONResponse:
+        metrics.bad_requests.labels(status=str(status)).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.post("/mutate", summary="Mutating admission webhook (AdmissionReview v1 and v1beta1)")
+    async def mutate_endpoint(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return refuse(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+        try:
+            body = await read_capped(request, config.max_body_bytes)
+        except BodyTooLarge:
+            return refuse(413, f"request body exceeds {config.max_body_bytes} bytes")
+        answer = await handler.handle(body, request.query_params.get("timeout"))
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    return app
+
+
+def health_app(state: State, metrics: Metrics) -> FastAPI:
+    app = FastAPI(title="airflow-migration-webhook health", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz")
+    async def readyz() -> PlainTextResponse:
+        if state.ready:
+            return PlainTextResponse("ok")
+        why = "draining" if state.draining else "certificate not loaded"
+        return PlainTextResponse(f"not ready: {why}", status_code=503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process owns SIGTERM for both listeners."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _watch_certificate(certificate: ReloadingCertificate, metrics: Metrics, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        outcome = certificate.reload_if_changed()
+        if outcome is True:
+            metrics.cert_reloads.labels(result="reloaded").inc()
+            metrics.cert_not_after.set(certificate.current.not_after.timestamp())
+        elif outcome is None:
+            metrics.cert_reloads.labels(result="failed").inc()
+
+
+async def serve(settings: Settings) -> int:
+    config = settings.server
+    assert config.cert_file is not None and config.key_file is not None
+    metrics = Metrics()
+    state = State()
+    try:
+        certificate = ReloadingCertificate(config.cert_file, config.key_file, config.client_ca_file)
+    except CertificateError as error:
+        log.error("cannot start", extra={"fields": {"error": str(error)}})
+        return 1
+    state.certificate_loaded = True
+    metrics.cert_not_after.set(certificate.current.not_after.timestamp())
+
+    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
+    handler = ReviewHandler(settings.engine, metrics, config.deadline_seconds, executor)
+    common = {"log_config": None, "access_log": False, "lifespan": "off", "server_header": False,
+              "timeout_graceful_shutdown": config.shutdown_grace_seconds, "timeout_keep_alive": 30}
+    webhook_config = uvicorn.Config(webhook_app(handler, config, metrics), host=config.host, port=config.port,
+                                    **common)  # type: ignore[arg-type]
+    webhook_config.load()
+    webhook_config.ssl = certificate.server_context  # our reloading context instead of uvicorn's static one
+    servers = [_Server(webhook_config)]
+    if config.health_port:
+        servers.append(_Server(uvicorn.Config(health_app(state, metrics), host=config.health_host,
+                                              port=config.health_port, **common)))  # type: ignore[arg-type]
+
+    async def drain_then_stop(signum: int) -> None:
+        if state.draining:
+            return
+        state.draining = True
+        log.info("signal received: not ready, draining", extra={"fields": {
+            "signal": signal.Signals(signum).name, "drain_delay_s": config.drain_delay_seconds}})
+        await asyncio.sleep(config.drain_delay_seconds)
+        for server in servers:
+            server.should_exit = True
+
+    def on_signal(signum: int) -> None:
+        asyncio.ensure_future(drain_then_stop(signum))
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    watcher = asyncio.ensure_future(_watch_certificate(certificate, metrics, config.cert_reload_interval_seconds))
+    log.info("serving", extra={"fields": {"port": config.port, "health_port": config.health_port,
+                                          "mtls": config.client_ca_file is not None}})
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        watcher.cancel()
+        executor.shutdown(wait=False, cancel_futures=True)
+    started = all(server.started for server in servers)
+    log.info("stopped", extra={"fields": {"clean": started}})
+    return 0 if started else 1
+
+
+def run_server(settings: Settings) -> int:
+    configure_logging(settings.server.log_level)
+    return asyncio.run(serve(settings))
