@@ -43,9 +43,17 @@ def new_ca(common_name: str, days: int, now: dt.datetime) -> KeyPair:
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -55,8 +63,13 @@ def new_ca(common_name: str, days: int, now: dt.datetime) -> KeyPair:
 
 
 def issue(
-    ca: KeyPair, dns_names: list[str], ip_addresses: list[str], days: int, now: dt.datetime,
-    *, client: bool = False,
+    ca: KeyPair,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    days: int,
+    now: dt.datetime,
+    *,
+    client: bool = False,
 ) -> KeyPair:
     """A leaf certificate signed by `ca`: serving (SANs required) or, with `client`, for client auth."""
     if not client and not dns_names and not ip_addresses:

@@ -80,18 +80,22 @@ class ReloadingCertificate:
             subject=certificate.subject.rfc4514_string(),
         )
 
-    def _select_context(self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: object) -> None:
+    def _select_context(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: object
+    ) -> None:
         connection.context = self._current.context
 
     def reload_if_changed(self) -> bool | None:
-        """True when a new pair was loaded, False when the files are unchanged, None when the new pair is broken."""
+        """True: new pair loaded; False: files unchanged; None: the new pair is broken (old one kept)."""
         try:
             if self._fingerprint() == self._current.fingerprint:
                 return False
             candidate = self._load()
         except (OSError, CertificateError) as error:
-            log.error("certificate reload failed; still serving the previous certificate",
-                      extra={"fields": {"error": str(error), **self._describe(self._current)}})
+            log.error(
+                "certificate reload failed; still serving the previous certificate",
+                extra={"fields": {"error": str(error), **self._describe(self._current)}},
+            )
             return None
         self._current = candidate
         log.info("certificate reloaded", extra={"fields": self._describe(candidate)})
@@ -99,4 +103,8 @@ class ReloadingCertificate:
 
     @staticmethod
     def _describe(pair: LoadedPair) -> dict[str, str]:
-        return {"subject": pair.subject, "not_after": pair.not_after.isoformat(), "sha256": pair.fingerprint[:16]}
+        return {
+            "subject": pair.subject,
+            "not_after": pair.not_after.isoformat(),
+            "sha256": pair.fingerprint[:16],
+        }

@@ -61,8 +61,12 @@ class WebhookProcess:
 
 
 def start_webhook(
-    tmp: Path, *, server: dict[str, object] | None = None, engine: dict[str, object] | None = None,
-    extra_args: list[str] | None = None, cert_dir: Path | None = None,
+    tmp: Path,
+    *,
+    server: dict[str, object] | None = None,
+    engine: dict[str, object] | None = None,
+    extra_args: list[str] | None = None,
+    cert_dir: Path | None = None,
 ) -> WebhookProcess:
     cert_dir = cert_dir or tmp / "certs"
     if not (cert_dir / "tls.crt").exists():
@@ -70,12 +74,27 @@ def start_webhook(
     port, health_port = free_port(), free_port()
     config = tmp / f"config-{port}.yaml"
     base = {"drain_delay_seconds": 0.5, "health_host": "127.0.0.1"}
-    config.write_text(yaml.safe_dump({"server": {**base, **(server or {})},
-                                      "engine": engine or {}}))
+    config.write_text(yaml.safe_dump({"server": {**base, **(server or {})}, "engine": engine or {}}))
     log_path = tmp / f"webhook-{port}.log"
-    args = [sys.executable, "-m", "app", "serve", "--cert-file", str(cert_dir / "tls.crt"),
-            "--key-file", str(cert_dir / "tls.key"), "--host", "127.0.0.1", "--port", str(port),
-            "--health-port", str(health_port), "--config", str(config), *(extra_args or [])]
+    args = [
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        "--cert-file",
+        str(cert_dir / "tls.crt"),
+        "--key-file",
+        str(cert_dir / "tls.key"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--health-port",
+        str(health_port),
+        "--config",
+        str(config),
+        *(extra_args or []),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMW_")}
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -9,7 +9,6 @@ import ssl
 import uuid
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,21 +37,33 @@ def client(webhook: WebhookProcess) -> Iterator[httpx.Client]:
         yield session
 
 
-def review(obj: dict[str, Any], operation: str = "CREATE", version: str = "admission.k8s.io/v1",
-           old: dict[str, Any] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def review(
+    obj: dict[str, Any],
+    operation: str = "CREATE",
+    version: str = "admission.k8s.io/v1",
+    old: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
     metadata = obj.get("metadata", {})
     return {
-        "apiVersion": version, "kind": "AdmissionReview",
+        "apiVersion": version,
+        "kind": "AdmissionReview",
         "request": {
-            "uid": str(uuid.uuid4()), "operation": operation, "dryRun": dry_run,
+            "uid": str(uuid.uuid4()),
+            "operation": operation,
+            "dryRun": dry_run,
             "kind": {"group": "", "version": "", "kind": obj.get("kind")},
-            "namespace": metadata.get("namespace", "airflow"), "name": metadata.get("name"),
-            "object": obj, "oldObject": old,
+            "namespace": metadata.get("namespace", "airflow"),
+            "name": metadata.get("name"),
+            "object": obj,
+            "oldObject": old,
         },
     }
 
 
-def answer_of(client: httpx.Client, url: str, body: dict[str, Any], query: str = "?timeout=5s") -> dict[str, Any]:
+def answer_of(
+    client: httpx.Client, url: str, body: dict[str, Any], query: str = "?timeout=5s"
+) -> dict[str, Any]:
     response = client.post(url + query, content=json.dumps(body), headers=HEADERS)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -159,7 +170,11 @@ def chart_docs() -> list[tuple[str, int, dict[str, Any]]]:
     return found
 
 
-@pytest.mark.parametrize(("render", "index", "doc"), chart_docs(), ids=lambda v: str(v) if not isinstance(v, dict) else v["metadata"]["name"])
+@pytest.mark.parametrize(
+    ("render", "index", "doc"),
+    chart_docs(),
+    ids=lambda v: str(v) if not isinstance(v, dict) else v["metadata"]["name"],
+)
 def test_chart_objects_through_https_equal_the_cli(
     webhook: WebhookProcess, client: httpx.Client, render: str, index: int, doc: dict[str, Any]
 ) -> None:
@@ -196,17 +211,34 @@ def test_update_of_own_output_changes_nothing(webhook: WebhookProcess, client: h
         (b"{not json", "application/json", 400, "malformed JSON"),
         (b"\xff\xfe", "application/json", 400, "malformed JSON"),
         (b"[1, 2]", "application/json", 400, "must be a JSON object"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
-         "application/json", 400, "no uid"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "application/json", 400,
-         "no request"),
-        (b'{"apiVersion": "v1", "kind": "AdmissionReview", "request": {"uid": "x"}}', "application/json", 400,
-         "apiVersion must be one of"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
+            "application/json",
+            400,
+            "no uid",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+            "application/json",
+            400,
+            "no request",
+        ),
+        (
+            b'{"apiVersion": "v1", "kind": "AdmissionReview", "request": {"uid": "x"}}',
+            "application/json",
+            400,
+            "apiVersion must be one of",
+        ),
         (b"[" * 100_000, "application/json", 400, "malformed JSON"),
     ],
 )
 def test_bad_requests(
-    webhook: WebhookProcess, client: httpx.Client, body: bytes, content_type: str | None, status: int, message: str
+    webhook: WebhookProcess,
+    client: httpx.Client,
+    body: bytes,
+    content_type: str | None,
+    status: int,
+    message: str,
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post(webhook.url, content=body, headers=headers)
@@ -230,7 +262,9 @@ def test_oversized_chunked_body_is_refused(webhook: WebhookProcess, client: http
     assert response.status_code == 413
 
 
-def test_a_review_of_a_malformed_object_is_allowed_unchanged(webhook: WebhookProcess, client: httpx.Client) -> None:
+def test_a_review_of_a_malformed_object_is_allowed_unchanged(
+    webhook: WebhookProcess, client: httpx.Client
+) -> None:
     obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": 7}}
     answer = answer_of(client, webhook.url, review(obj))
     assert "patch" not in answer["response"]
@@ -243,7 +277,10 @@ def test_health_metrics_and_log_lines(webhook: WebhookProcess, client: httpx.Cli
     assert httpx.get(f"{webhook.health}/healthz").text == "ok"
     assert httpx.get(f"{webhook.health}/readyz").status_code == 200
     metrics = httpx.get(f"{webhook.health}/metrics").text
-    assert 'airflow_migration_webhook_reviews_total{kind="Deployment",operation="CREATE",outcome="mutated",reason="injected"}' in metrics
+    assert (
+        'airflow_migration_webhook_reviews_total{kind="Deployment",operation="CREATE",outcome="mutated",reason="injected"}'
+        in metrics
+    )
     assert 'airflow_migration_webhook_review_duration_seconds_bucket{le="0.001",outcome="mutated"}' in metrics
     assert "airflow_migration_webhook_certificate_not_after_timestamp_seconds 1." in metrics
     assert 'airflow_migration_webhook_bad_requests_total{status="415"}' in metrics

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import Executor
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,10 @@ class ReviewHandler:
 
         elapsed = time.perf_counter() - started
         self._metrics.reviews.labels(
-            kind=request.kind or "unknown", operation=request.operation or "unknown", outcome=outcome, reason=reason
+            kind=request.kind or "unknown",
+            operation=request.operation or "unknown",
+            outcome=outcome,
+            reason=reason,
         ).inc()
         self._metrics.latency.labels(outcome=outcome).observe(elapsed)
         log.info(

@@ -6,7 +6,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "airflow_migration_webhook"
 # millisecond resolution where admission latency lives, up to the API server's 30 s ceiling
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 
 
 class Metrics:
@@ -14,7 +32,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.reviews = Counter(
             f"{PREFIX}_reviews_total",
-            "AdmissionReviews answered, by kind, operation, outcome (mutated|unchanged|error) and reason code",
+            "AdmissionReviews answered by kind, operation, outcome (mutated|unchanged|error), reason code",
             ["kind", "operation", "outcome", "reason"],
             registry=self.registry,
         )
@@ -26,18 +44,25 @@ class Metrics:
             registry=self.registry,
         )
         self.bad_requests = Counter(
-            f"{PREFIX}_bad_requests_total", "Requests refused before review, by HTTP status", ["status"],
+            f"{PREFIX}_bad_requests_total",
+            "Requests refused before review, by HTTP status",
+            ["status"],
             registry=self.registry,
         )
         self.engine_errors = Counter(
-            f"{PREFIX}_engine_errors_total", "Objects admitted unchanged because the engine failed or timed out",
-            ["cause"], registry=self.registry,
+            f"{PREFIX}_engine_errors_total",
+            "Objects admitted unchanged because the engine failed or timed out",
+            ["cause"],
+            registry=self.registry,
         )
         self.cert_not_after = Gauge(
-            f"{PREFIX}_certificate_not_after_timestamp_seconds", "notAfter of the serving certificate (Unix time)",
+            f"{PREFIX}_certificate_not_after_timestamp_seconds",
+            "notAfter of the serving certificate (Unix time)",
             registry=self.registry,
         )
         self.cert_reloads = Counter(
-            f"{PREFIX}_certificate_reloads_total", "Serving certificate reloads by result", ["result"],
+            f"{PREFIX}_certificate_reloads_total",
+            "Serving certificate reloads by result",
+            ["result"],
             registry=self.registry,
         )

@@ -15,5 +15,7 @@ def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_patch(original: dict[str, Any], mutated: dict[str, Any]) -> list[dict[str, Any]]:
-    operations = jsonpatch.make_patch(_without_managed_fields(original), _without_managed_fields(mutated)).patch
+    operations = jsonpatch.make_patch(
+        _without_managed_fields(original), _without_managed_fields(mutated)
+    ).patch
     return list(operations)

@@ -60,7 +60,9 @@ class State:
 
 
 def webhook_app(handler: ReviewHandler, config: ServerConfig, metrics: Metrics) -> FastAPI:
-    app = FastAPI(title="airflow-migration-webhook", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app = FastAPI(
+        title="airflow-migration-webhook", docs_url=None, redoc_url=None, openapi_url="/openapi.json"
+    )
 
     def refuse(status: int, message: str) -> JSONResponse:
         metrics.bad_requests.labels(status=str(status)).inc()
@@ -136,36 +138,64 @@ async def serve(settings: Settings) -> int:
 
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
     handler = ReviewHandler(settings.engine, metrics, config.deadline_seconds, executor)
-    common = {"log_config": None, "access_log": False, "lifespan": "off", "server_header": False,
-              "timeout_graceful_shutdown": config.shutdown_grace_seconds, "timeout_keep_alive": 30}
-    webhook_config = uvicorn.Config(webhook_app(handler, config, metrics), host=config.host, port=config.port,
-                                    **common)  # type: ignore[arg-type]
+
+    def listener(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=int(config.shutdown_grace_seconds),
+            timeout_keep_alive=30,
+        )
+
+    webhook_config = listener(webhook_app(handler, config, metrics), config.host, config.port)
     webhook_config.load()
     webhook_config.ssl = certificate.server_context  # our reloading context instead of uvicorn's static one
     servers = [_Server(webhook_config)]
     if config.health_port:
-        servers.append(_Server(uvicorn.Config(health_app(state, metrics), host=config.health_host,
-                                              port=config.health_port, **common)))  # type: ignore[arg-type]
+        servers.append(_Server(listener(health_app(state, metrics), config.health_host, config.health_port)))
 
     async def drain_then_stop(signum: int) -> None:
         if state.draining:
             return
         state.draining = True
-        log.info("signal received: not ready, draining", extra={"fields": {
-            "signal": signal.Signals(signum).name, "drain_delay_s": config.drain_delay_seconds}})
+        log.info(
+            "signal received: not ready, draining",
+            extra={
+                "fields": {"signal": signal.Signals(signum).name, "drain_delay_s": config.drain_delay_seconds}
+            },
+        )
         await asyncio.sleep(config.drain_delay_seconds)
         for server in servers:
             server.should_exit = True
 
+    pending: set[asyncio.Task[None]] = set()
+
     def on_signal(signum: int) -> None:
-        asyncio.ensure_future(drain_then_stop(signum))
+        task = asyncio.ensure_future(drain_then_stop(signum))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    watcher = asyncio.ensure_future(_watch_certificate(certificate, metrics, config.cert_reload_interval_seconds))
-    log.info("serving", extra={"fields": {"port": config.port, "health_port": config.health_port,
-                                          "mtls": config.client_ca_file is not None}})
+    watcher = asyncio.ensure_future(
+        _watch_certificate(certificate, metrics, config.cert_reload_interval_seconds)
+    )
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "port": config.port,
+                "health_port": config.health_port,
+                "mtls": config.client_ca_file is not None,
+            }
+        },
+    )
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
