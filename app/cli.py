@@ -8,13 +8,17 @@ certs    write a development/manual-install CA and serving certificate
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from app.config import ConfigError, Settings, load_settings
 from app.engine import Action, Decision, mutate
+from app.logs import configure_logging
 from app.manifests import ManifestStream, StreamKind, UnreadableInput, parse_stream, render_stream
 
 EXIT_OK = 0
@@ -104,6 +108,30 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
     return EXIT_OK
 
 
+Background = tuple[Callable[[], object], float]
+
+
+def _self_managed_bootstrap(settings: Settings) -> tuple[Settings, Background] | int:
+    """Wait until the serving pair is in cert_dir (ours or another replica's); point the server at it."""
+    from app.selfmanaged import CertificateManager, api_client, default_identity
+
+    tls = settings.self_managed_tls
+    assert tls is not None
+    manager = CertificateManager(tls, api_client(tls), default_identity())
+    deadline = time.monotonic() + tls.startup_timeout_seconds
+    while not manager.sync():
+        if time.monotonic() > deadline:
+            logging.getLogger("airflow_migration_webhook.selfmanaged").error(
+                "no serving certificate after startup timeout", extra={"fields": {"secret": tls.secret_name}}
+            )
+            return EXIT_ERROR
+        time.sleep(2)
+    server = settings.server.model_copy(
+        update={"cert_file": tls.cert_dir / "tls.crt", "key_file": tls.cert_dir / "tls.key"}
+    )
+    return settings.model_copy(update={"server": server}), (manager.sync, tls.sync_interval_seconds)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from app.admission.server import run_server  # imported lazily: `mutate` needs no web stack
 
@@ -122,12 +150,19 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(settings.server.log_level)
+    background = None
+    if settings.self_managed_tls is not None:
+        booted = _self_managed_bootstrap(settings)
+        if isinstance(booted, int):
+            return booted
+        settings, background = booted
     if settings.server.cert_file is None or settings.server.key_file is None:
         print(
             "error: serve needs --cert-file and --key-file (or AMW_CERT_FILE / AMW_KEY_FILE)", file=sys.stderr
         )
         return EXIT_USAGE
-    return int(run_server(settings))
+    return int(run_server(settings, background))
 
 
 def _certs(args: argparse.Namespace) -> int:

@@ -34,11 +34,33 @@ class ServerConfig(BaseModel):
     log_level: str = "info"
 
 
+class SelfManagedTLSConfig(BaseModel):
+    """The server creates and renews its own CA and serving certificate (chart `tls.mode=selfManaged`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(min_length=1)
+    secret_name: str = Field(min_length=1)
+    lease_name: str = Field(min_length=1)
+    webhook_configuration_name: str = Field(min_length=1)
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    validity_days: int = Field(365, ge=2, le=3650)
+    ca_validity_days: int = Field(3650, ge=2, le=36500)
+    renew_before_days: int = Field(30, ge=1)
+    sync_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    lease_duration_seconds: int = Field(30, ge=5, le=3600)
+    startup_timeout_seconds: float = Field(120.0, gt=0)
+    cert_dir: Path = Path("/certs")
+    kubeconfig: Path | None = None  # None: in-cluster service account (or $KUBECONFIG)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
+    self_managed_tls: SelfManagedTLSConfig | None = None
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
@@ -21,7 +21,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.admission.handler import ReviewHandler
 from app.admission.metrics import Metrics
 from app.config import ServerConfig, Settings
-from app.logs import configure_logging
 from app.tls import CertificateError, ReloadingCertificate
 
 log = logging.getLogger("airflow_migration_webhook.server")
@@ -123,7 +122,15 @@ async def _watch_certificate(certificate: ReloadingCertificate, metrics: Metrics
             metrics.cert_reloads.labels(result="failed").inc()
 
 
-async def serve(settings: Settings) -> int:
+async def _periodically(work: Callable[[], object], interval: float) -> None:
+    """Run blocking `work` (e.g. the self-managed TLS sync) off the event loop, forever."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        await loop.run_in_executor(None, work)
+
+
+async def serve(settings: Settings, background: tuple[Callable[[], object], float] | None = None) -> int:
     config = settings.server
     assert config.cert_file is not None and config.key_file is not None
     metrics = Metrics()
@@ -183,9 +190,11 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    watcher = asyncio.ensure_future(
-        _watch_certificate(certificate, metrics, config.cert_reload_interval_seconds)
-    )
+    tasks = [
+        asyncio.ensure_future(_watch_certificate(certificate, metrics, config.cert_reload_interval_seconds))
+    ]
+    if background is not None:
+        tasks.append(asyncio.ensure_future(_periodically(*background)))
     log.info(
         "serving",
         extra={
@@ -199,13 +208,14 @@ async def serve(settings: Settings) -> int:
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
         executor.shutdown(wait=False, cancel_futures=True)
     started = all(server.started for server in servers)
     log.info("stopped", extra={"fields": {"clean": started}})
     return 0 if started else 1
 
 
-def run_server(settings: Settings) -> int:
-    configure_logging(settings.server.log_level)
-    return asyncio.run(serve(settings))
+def run_server(settings: Settings, background: tuple[Callable[[], object], float] | None = None) -> int:
+    """Serve until SIGTERM; `background` is (blocking work, interval seconds) run beside the listeners."""
+    return asyncio.run(serve(settings, background))
