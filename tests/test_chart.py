@@ -1,0 +1,263 @@
+"""The Helm chart, rendered by a real helm (installed by scripts/install-helm.sh)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support import REPO
+
+CHART = REPO / "charts" / "airflow-migration-webhook"
+HELM = shutil.which("helm") or str(REPO / ".cache" / "bin" / "helm")
+# kinds that the Kubernetes schema covers; CRD kinds (cert-manager, ServiceMonitor) are checked by shape
+CORE_KINDS = {
+    "Deployment",
+    "Service",
+    "ServiceAccount",
+    "ConfigMap",
+    "PodDisruptionBudget",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "NetworkPolicy",
+}
+CA_BUNDLE = "TFMwdExTMUNSVWRKVGlCRFJWSlVTVVpKUTBGVVJTMHRMUzB0Q2c9PQ=="
+
+MODES: dict[str, list[str]] = {
+    "defaults": [],
+    "cert-manager": ["--set", "tls.mode=certManager"],
+    "cert-manager-own-issuer": [
+        "--set",
+        "tls.mode=certManager",
+        "--set",
+        "tls.certManager.issuerRef.name=corp-ca",
+        "--set",
+        "tls.certManager.issuerRef.kind=ClusterIssuer",
+    ],
+    "secret": [
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=my-tls",
+        "--set",
+        f"tls.secret.caBundle={CA_BUNDLE}",
+    ],
+    "pods": ["--set", "target=pods"],
+    "url": [
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=my-tls",
+        "--set",
+        f"tls.secret.caBundle={CA_BUNDLE}",
+        "--set",
+        "webhook.url=https://127.0.0.1:8443/mutate",
+    ],
+    "extras": [
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "priorityClassName=system-cluster-critical",
+        "--set",
+        "webhook.failurePolicy=Fail",
+        "--set",
+        "webhook.matchConditions=false",
+        "--set",
+        "config.migratingComponents=all",
+    ],
+}
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if not Path(HELM).exists():
+        pytest.fail("helm not found: run scripts/install-helm.sh (scripts/test.sh does)")
+    return subprocess.run([HELM, *args], capture_output=True, text=True, check=check)
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    out = helm(
+        "template", "amw", str(CHART), "--namespace", "amw-system", "--kube-version", "1.30.0", *values
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def webhook_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [configuration] = by_kind(docs, "MutatingWebhookConfiguration")
+    [webhook] = configuration["webhooks"]
+    return dict(webhook)
+
+
+def test_helm_lint_strict() -> None:
+    result = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_every_rendered_object_is_valid_kubernetes(mode: str) -> None:
+    docs = render(*MODES[mode])
+    for doc in docs:
+        if doc["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(doc, "1.30", strict=True)
+        else:
+            assert doc["apiVersion"] in ("cert-manager.io/v1", "monitoring.coreos.com/v1"), doc["kind"]
+
+
+def test_webhook_configuration_defaults() -> None:
+    docs = render()
+    webhook = webhook_of(docs)
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1", "v1beta1"]
+    assert webhook["reinvocationPolicy"] == "IfNeeded"
+    assert webhook["timeoutSeconds"] == 5
+    assert webhook["failurePolicy"] == "Ignore"
+    assert webhook["clientConfig"]["service"] == {
+        "name": "amw-airflow-migration-webhook",
+        "namespace": "amw-system",
+        "path": "/mutate",
+        "port": 443,
+    }
+    expressions = webhook["namespaceSelector"]["matchExpressions"]
+    assert {"key": "airflow-migration-webhook/inject", "operator": "In", "values": ["enabled"]} in expressions
+    excluded = next(e for e in expressions if e["key"] == "kubernetes.io/metadata.name")
+    assert excluded["operator"] == "NotIn"
+    assert set(excluded["values"]) == {"amw-system", "kube-system", "kube-public", "kube-node-lease"}
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["operations"])) for r in webhook["rules"]}
+    assert rules == {
+        (("apps",), ("deployments", "statefulsets"), ("CREATE", "UPDATE")),
+        (("batch",), ("jobs",), ("CREATE",)),
+    }
+    assert webhook["matchConditions"][0]["name"] == "looks-like-airflow"
+    assert "object.spec.template.spec.containers" in webhook["matchConditions"][0]["expression"]
+
+
+def test_pods_switch_targets_pods_on_create_only() -> None:
+    webhook = webhook_of(render(*MODES["pods"]))
+    assert webhook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "operations": ["CREATE"],
+            "scope": "Namespaced",
+        }
+    ]
+    expression = webhook["matchConditions"][0]["expression"]
+    assert "object.spec.containers" in expression and "template" not in expression
+
+
+def test_match_conditions_can_be_switched_off_for_old_clusters() -> None:
+    assert "matchConditions" not in webhook_of(render(*MODES["extras"]))
+
+
+def test_url_client_config_with_ca_bundle() -> None:
+    webhook = webhook_of(render(*MODES["url"]))
+    assert webhook["clientConfig"] == {"url": "https://127.0.0.1:8443/mutate", "caBundle": CA_BUNDLE}
+
+
+def test_cert_manager_mode_injects_the_ca() -> None:
+    docs = render(*MODES["cert-manager"])
+    [configuration] = by_kind(docs, "MutatingWebhookConfiguration")
+    assert (
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == "amw-system/amw-airflow-migration-webhook"
+    )
+    serving = next(c for c in by_kind(docs, "Certificate") if not c["spec"].get("isCA"))
+    assert serving["spec"]["dnsNames"] == [
+        "amw-airflow-migration-webhook.amw-system.svc",
+        "amw-airflow-migration-webhook.amw-system.svc.cluster.local",
+    ]
+    assert serving["spec"]["issuerRef"] == {"name": "amw-airflow-migration-webhook-ca", "kind": "Issuer"}
+    own = render(*MODES["cert-manager-own-issuer"])
+    assert [c["spec"]["issuerRef"] for c in by_kind(own, "Certificate")] == [
+        {"name": "corp-ca", "kind": "ClusterIssuer"}
+    ]
+    assert by_kind(own, "Issuer") == []
+
+
+def test_hardened_pod_and_service_account_token_only_when_needed() -> None:
+    for mode, token in (("defaults", True), ("secret", False), ("cert-manager", False)):
+        docs = render(*MODES[mode])
+        [deployment] = by_kind(docs, "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is token, mode
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        [container] = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        assert deployment["spec"]["replicas"] == 2
+        assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+        assert by_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
+        has_rbac = bool(by_kind(docs, "Role"))
+        assert has_rbac is token, mode
+
+
+def test_rbac_is_scoped_by_resource_name() -> None:
+    docs = render()
+    [role] = by_kind(docs, "Role")
+    [cluster_role] = by_kind(docs, "ClusterRole")
+    for rule in role["rules"]:
+        assert "resourceNames" in rule or rule["verbs"] == ["create"]
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": ["amw-airflow-migration-webhook"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+def test_config_map_is_a_valid_server_configuration() -> None:
+    from app.config import Settings
+
+    for mode in ("defaults", "extras"):
+        [config_map] = by_kind(render(*MODES[mode]), "ConfigMap")
+        settings = Settings.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
+        if mode == "defaults":
+            assert settings.self_managed_tls is not None
+            assert settings.self_managed_tls.secret_name == "amw-airflow-migration-webhook-tls"
+            assert settings.engine.migrating_components == ("scheduler", "api-server", "webserver", "web")
+        else:
+            assert settings.engine.migrating_components == "all"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "webhook.failurePolicy=Maybe"], "failurePolicy"),
+        (["--set", "target=nodes"], "target"),
+        (["--set", "tls.mode=secret"], "is required with tls.mode=secret"),
+        (["--set", "webhook.timeoutSeconds=60"], "timeoutSeconds"),
+        (["--set", "webhook.url=https://x/mutate"], "webhook.url needs tls.mode=secret"),
+    ],
+)
+def test_bad_values_are_refused(values: list[str], message: str) -> None:
+    result = helm("template", "amw", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_notes_tell_how_to_opt_in() -> None:
+    result = helm("install", "amw", str(CHART), "--dry-run=client", "--namespace", "amw-system")
+    assert (
+        "kubectl label namespace <airflow-namespace> airflow-migration-webhook/inject=enabled"
+        in result.stdout
+    )
