@@ -1,0 +1,251 @@
+"""A real kube-apiserver (v1.20.2, built by scripts/build-kube-apiserver.sh) and Debian's etcd on free
+loopback ports, for one test session. No controllers, scheduler or kubelet run: nothing creates pods,
+namespaces get no default ServiceAccount, and 1.20 lacks matchConditions and the automatic
+`kubernetes.io/metadata.name` namespace label."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import shutil
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.servers import free_port
+from tests.support import REPO
+
+ETCD = "/usr/bin/etcd"
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _cert(
+    subject: x509.Name,
+    key: rsa.RSAPrivateKey,
+    issuer: x509.Name,
+    signer: rsa.RSAPrivateKey,
+    *,
+    ca: bool = False,
+    usage: x509.ObjectIdentifier | None = None,
+    sans: list[x509.GeneralName] | None = None,
+) -> bytes:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    server: str
+    pki: Path
+    processes: list[subprocess.Popen[bytes]]
+    logs: Path
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        kubectl = shutil.which("kubectl", path=str(REPO / ".cache" / "bin")) or "kubectl"
+        result = subprocess.run(
+            [kubectl, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
+            )
+        return result
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def build_apiserver() -> Path:
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-kube-apiserver.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building kube-apiserver failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def start_cluster(work: Path) -> Cluster:
+    binary = build_apiserver()
+    pki = work / "pki"
+    pki.mkdir(parents=True)
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8s-test-ca")])
+    (pki / "ca.crt").write_bytes(_cert(ca_name, ca_key, ca_name, ca_key, ca=True))
+    server_key, admin_key, sa_key = _key(), _key(), _key()
+    (pki / "apiserver.key").write_bytes(_pem_key(server_key))
+    (pki / "apiserver.crt").write_bytes(
+        _cert(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            server_key,
+            ca_name,
+            ca_key,
+            usage=ExtendedKeyUsageOID.SERVER_AUTH,
+            sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+        )
+    )
+    (pki / "admin.key").write_bytes(_pem_key(admin_key))
+    (pki / "admin.crt").write_bytes(
+        _cert(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+                ]
+            ),
+            admin_key,
+            ca_name,
+            ca_key,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
+    )
+    (pki / "sa.key").write_bytes(_pem_key(sa_key))
+    (pki / "sa.pub").write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+    logs = work / "logs"
+    logs.mkdir()
+    etcd_client, etcd_peer, secure = free_port(), free_port(), free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+    with (logs / "etcd.log").open("wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [
+                    ETCD,
+                    "--name",
+                    "amw-test",
+                    "--data-dir",
+                    str(work / "etcd-data"),
+                    "--listen-client-urls",
+                    f"http://127.0.0.1:{etcd_client}",
+                    "--advertise-client-urls",
+                    f"http://127.0.0.1:{etcd_client}",
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{etcd_peer}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{etcd_peer}",
+                    "--initial-cluster",
+                    f"amw-test=http://127.0.0.1:{etcd_peer}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    _wait(
+        lambda: httpx.get(f"http://127.0.0.1:{etcd_client}/health", timeout=1).json().get("health") == "true",
+        processes[-1],
+        logs / "etcd.log",
+    )
+    with (logs / "kube-apiserver.log").open("wb") as log:
+        processes.append(
+            subprocess.Popen(
+                [
+                    str(binary),
+                    f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={secure}",
+                    "--insecure-port=0",
+                    "--advertise-address=127.0.0.1",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}",
+                    f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    "--service-cluster-ip-range=10.0.0.0/24",
+                    "--service-account-issuer=https://kubernetes.default.svc",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    "--authorization-mode=RBAC",
+                    "--endpoint-reconciler-type=none",
+                    "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    server = f"https://127.0.0.1:{secure}"
+    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    admin = httpx.Client(verify=context)
+    _wait(
+        lambda: admin.get(f"{server}/readyz", timeout=2).text == "ok",
+        processes[-1],
+        logs / "kube-apiserver.log",
+        timeout=120,
+    )
+    kubeconfig = work / "kubeconfig"
+
+    def b64(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {b64(pki / 'ca.crt')}\n"
+        f"users:\n- name: admin\n  user:\n    client-certificate-data: {b64(pki / 'admin.crt')}\n"
+        f"    client-key-data: {b64(pki / 'admin.key')}\n"
+        "contexts:\n- name: test\n  context: {cluster: test, user: admin}\ncurrent-context: test\n"
+    )
+    kubeconfig.chmod(0o600)
+    return Cluster(kubeconfig, server, pki, processes, logs)
+
+
+def _wait(ready: object, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if ready():  # type: ignore[operator]
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{process.args[0]} not ready after {timeout} s:\n{log.read_text()[-3000:]}")

@@ -1,0 +1,487 @@
+"""End to end through a real kube-apiserver (v1.20.2) and etcd on loopback.
+
+The API server calls the real webhook process over TLS, applies its patches and stores the result. Where
+Kubernetes 1.20 lacks something the chart uses on real clusters, the test says so: matchConditions are
+switched off (1.20 would reject them), PodDisruptionBudgets of the chart renders are policy/v1 (not served
+by 1.20) and are left out, Services lose `internalTrafficPolicy` (a 1.22 field), and the `kubernetes.io/metadata.name` label does not exist (so the chart's
+namespace exclusion matches nothing here; the opt-in label still does its job).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.utils import parse_quantity
+
+from app.manifests import dump_yaml
+from tests.cluster import Cluster, start_cluster
+from tests.servers import WebhookProcess, start_webhook
+from tests.support import CHART_RENDERS, REPO, cli_mutate, require_shared
+from tests.test_chart import CHART, helm
+
+pytestmark = pytest.mark.e2e
+SERVED_BY_1_20 = {
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "Role",
+    "RoleBinding",
+    "NetworkPolicy",
+}
+STEP = "airflow-db-migrate"
+STATUS = "airflow-migration-webhook/status"
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    handle = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield handle
+    handle.stop()
+
+
+def certs_command(out_dir: Path) -> str:
+    """The project's own `certs` command: returns the caBundle it prints."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "certs",
+            "--out-dir",
+            str(out_dir),
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return result.stdout.strip()
+
+
+def render_chart(name: str, namespace: str, *values: str) -> str:
+    return helm(
+        "template",
+        name,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        "1.20.2",
+        "--set",
+        "webhook.matchConditions=false",
+        *values,
+    ).stdout
+
+
+def register(cluster: Cluster, name: str, namespace: str, label: str, *values: str) -> str:
+    """Install the chart (as a GitOps tool would: rendered, then applied) and return the manifest."""
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    manifest = render_chart(
+        name,
+        namespace,
+        "--set",
+        f"webhook.namespaceLabel.key={label}",
+        "--set",
+        f"fullnameOverride={name}",
+        *values,
+    )
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+    return manifest
+
+
+def probe(namespace: str, name: str = "probe") -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "scheduler",
+                            "image": "apache/airflow:3.0.2",
+                            "args": ["bash", "-c", "exec airflow scheduler"],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def injected(obj: dict[str, Any]) -> bool:
+    spec = obj["spec"]["template"]["spec"]
+    return any(c["name"] == STEP for c in spec.get("initContainers", []))
+
+
+def dry_run_create(
+    cluster: Cluster, obj: dict[str, Any], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(obj), check=check
+    )
+
+
+def wait_until_injecting(cluster: Cluster, namespace: str, timeout: float = 30) -> None:
+    """The API server picks up a new webhook configuration asynchronously."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = dry_run_create(cluster, probe(namespace), check=False)
+        if result.returncode == 0 and injected(json.loads(result.stdout)):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the webhook never injected in {namespace}")
+
+
+def labelled_namespace(cluster: Cluster, name: str, label: str | None) -> None:
+    cluster.kubectl("create", "namespace", name)
+    if label:
+        cluster.kubectl("label", "namespace", name, f"{label}=enabled")
+
+
+def render_docs(path: Path) -> list[dict[str, Any]]:
+    docs = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc["kind"] not in SERVED_BY_1_20:
+            continue
+        doc["metadata"].pop("namespace", None)
+        if doc["kind"] == "Service":  # a 1.22 field that kubectl refuses against a 1.20 server
+            doc["spec"].pop("internalTrafficPolicy", None)
+        docs.append(doc)
+    return docs
+
+
+def stored(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    return dict(json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout))
+
+
+def mismatch(whole: Any, part: Any, path: str = "") -> str | None:
+    """Where `part` is not in `whole`, allowing fields the API server defaulted (extra keys in `whole`)
+    and the empty values it drops (`envFrom: []`, `nodeSelector: {}`); None when it is."""
+    if isinstance(part, dict):
+        if not isinstance(whole, dict):
+            return path or "/"
+        for key, value in part.items():
+            if key not in whole:
+                if value in ([], {}, None, False):
+                    continue
+                return f"{path}/{key} missing"
+            found = mismatch(whole[key], value, f"{path}/{key}")
+            if found:
+                return found
+        return None
+    if isinstance(part, list):
+        if not isinstance(whole, list) or len(whole) != len(part):
+            return f"{path} length"
+        return next(
+            (m for m in (mismatch(w, p, f"{path}/{i}") for i, (w, p) in enumerate(zip(whole, part))) if m),
+            None,
+        )
+    if "/resources/" in path and isinstance(whole, str) and isinstance(part, str):  # 1024Mi is stored as 1Gi
+        return None if parse_quantity(whole) == parse_quantity(part) else f"{path}: {whole!r} != {part!r}"
+    return None if whole == part else f"{path}: {whole!r} != {part!r}"
+
+
+WEBHOOK_LABEL = "airflow-migration-webhook/inject"
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[WebhookProcess, str]]:
+    work = tmp_path_factory.mktemp("e2e-webhook")
+    ca_bundle = certs_command(work / "certs")
+    handle = start_webhook(work, cert_dir=work / "certs")
+    manifest = register(
+        cluster,
+        "amw",
+        "amw-system",
+        WEBHOOK_LABEL,
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=amw-tls",
+        "--set",
+        f"tls.secret.caBundle={ca_bundle}",
+        "--set",
+        f"webhook.url={handle.url}",
+    )
+    labelled_namespace(cluster, "probe", WEBHOOK_LABEL)
+    wait_until_injecting(cluster, "probe")
+    yield handle, manifest
+    handle.stop()
+
+
+# --- 1. the chart is valid for a real API server ---------------------------------------------------
+
+
+def test_chart_objects_are_accepted_by_real_validation(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str]
+) -> None:
+    _, manifest = webhook
+    for doc in (d for d in yaml.safe_load_all(manifest) if d):
+        namespaced = doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration")
+        args = ["get", doc["kind"], doc["metadata"]["name"], "-o", "json"] + (
+            ["-n", "amw-system"] if namespaced else []
+        )
+        assert json.loads(cluster.kubectl(*args).stdout)["metadata"]["name"] == doc["metadata"]["name"]
+    self_managed = render_chart("amw-sm", "amw-sm", "--set", "tls.mode=selfManaged")
+    cluster.kubectl("create", "namespace", "amw-sm")
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", "amw-sm", "-f", "-", input=self_managed)
+    assert "created (server dry run)" in result.stdout
+
+
+# --- 2. the real chart renders, applied as Argo CD does ----------------------------------------------
+
+
+def apply_render(cluster: Cluster, namespace: str, docs: list[dict[str, Any]]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="".join("---\n" + dump_yaml(d) for d in docs))
+
+
+def comparable_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    """The spec without our step and without the per-object `controller-uid` a Job gets at creation."""
+    spec = copy.deepcopy(obj["spec"])
+    for labels in (
+        spec.get("selector", {}).get("matchLabels", {}),
+        spec["template"]["metadata"].get("labels", {}),
+    ):
+        labels.pop("controller-uid", None)
+    pod = spec["template"]["spec"]
+    pod["initContainers"] = [c for c in pod.get("initContainers", []) if c["name"] != STEP]
+    if not pod["initContainers"]:
+        del pod["initContainers"]
+    return dict(spec)
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        "apache-airflow-1.18.0-defaults",
+        "apache-airflow-1.18.0-argocd",
+        "bitnami-airflow-24.1.0-defaults",
+        "bitnami-airflow-24.1.0-setupdbjob-disabled",
+    ],
+)
+def test_stored_objects_carry_exactly_what_mutate_predicts(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
+) -> None:
+    """The same stream into a labelled and an unlabelled namespace: the labelled one stores the unlabelled
+    one's objects plus exactly what the offline `mutate` predicts, in the same place."""
+    require_shared()
+    docs = render_docs(CHART_RENDERS / f"{render}.yaml")
+    opted_in, untouched = render.replace(".", "-")[:50], render.replace(".", "-")[:44] + "-plain"
+    labelled_namespace(cluster, opted_in, WEBHOOK_LABEL)
+    labelled_namespace(cluster, untouched, None)
+    apply_render(cluster, opted_in, docs)
+    apply_render(cluster, untouched, docs)
+    code, predicted_text, _ = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
+    assert code == 0
+    predicted = [d for d in yaml.safe_load_all(predicted_text) if d]
+    changed = 0
+    for original, expected in zip(docs, predicted, strict=True):
+        if original["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        name = original["metadata"]["name"]
+        live = stored(cluster, opted_in, original["kind"], name)
+        plain = stored(cluster, untouched, original["kind"], name)
+        live_inits = live["spec"]["template"]["spec"].get("initContainers", [])
+        expected_inits = expected["spec"]["template"]["spec"].get("initContainers", [])
+        assert [c["name"] for c in live_inits] == [c["name"] for c in expected_inits], name
+        assert mismatch(live_inits, expected_inits) is None, f"{name}: {mismatch(live_inits, expected_inits)}"
+        assert comparable_spec(live) == comparable_spec(plain), f"{name}: something besides the step changed"
+        assert (live["metadata"].get("annotations") or {}).get(STATUS) == (
+            expected["metadata"].get("annotations") or {}
+        ).get(STATUS)
+        assert STATUS not in (plain["metadata"].get("annotations") or {})
+        assert not injected(plain)
+        changed += expected != original
+    assert changed >= 1
+
+
+def test_opted_out_objects_are_untouched(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
+    require_shared()
+    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    labelled_namespace(cluster, "opted-out", WEBHOOK_LABEL)
+    scheduler = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"
+    )
+    scheduler["metadata"].setdefault("annotations", {})["airflow-migration-webhook/inject"] = "false"
+    apply_render(cluster, "opted-out", [scheduler])
+    live = stored(cluster, "opted-out", "Deployment", "airflow-scheduler")
+    assert not injected(live) and STATUS not in live["metadata"]["annotations"]
+
+
+# --- 3. stability ------------------------------------------------------------------------------------
+
+
+def test_reapply_with_a_new_label_changes_no_spec(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str]
+) -> None:
+    """Re-applying with only a label added sends an UPDATE through the webhook for every workload and
+    changes no spec. Generations are compared with the same stream in an unlabelled namespace: the Bitnami
+    Deployments bump their generation on such a re-apply even without any webhook (kubectl + chart quirk)."""
+    require_shared()
+    handle, _ = webhook
+    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    relabelled = copy.deepcopy(docs)
+    for doc in relabelled:
+        doc["metadata"].setdefault("labels", {})["e2e/reapplied"] = "yes"
+    snapshots: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for namespace, label in (("stable", WEBHOOK_LABEL), ("stable-plain", None)):
+        labelled_namespace(cluster, namespace, label)
+        apply_render(cluster, namespace, docs)
+        before = {
+            d["metadata"]["name"]: stored(cluster, namespace, d["kind"], d["metadata"]["name"])
+            for d in workloads
+        }
+        apply_render(cluster, namespace, relabelled)
+        after = {
+            d["metadata"]["name"]: stored(cluster, namespace, d["kind"], d["metadata"]["name"])
+            for d in workloads
+        }
+        snapshots[namespace] = (before, after)
+    updates = {
+        line["name"]
+        for line in map(json.loads, filter(lambda s: s.startswith("{"), handle.log().splitlines()))
+        if line.get("msg") == "review"
+        and line.get("namespace") == "stable"
+        and line.get("operation") == "UPDATE"
+    }
+    (before, after), (plain_before, plain_after) = snapshots["stable"], snapshots["stable-plain"]
+    for doc in workloads:
+        name = doc["metadata"]["name"]
+        assert name in updates, f"no UPDATE review for {name}"
+        assert after[name]["metadata"]["labels"]["e2e/reapplied"] == "yes"
+        assert after[name]["spec"] == before[name]["spec"], f"{name}: spec changed on re-apply"
+        bumped = after[name]["metadata"]["generation"] - before[name]["metadata"]["generation"]
+        plain_bumped = (
+            plain_after[name]["metadata"]["generation"] - plain_before[name]["metadata"]["generation"]
+        )
+        assert bumped == plain_bumped, f"{name}: the webhook caused a rollout"
+
+
+def test_set_image_moves_the_step(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
+    labelled_namespace(cluster, "bump", WEBHOOK_LABEL)
+    cluster.kubectl("apply", "-n", "bump", "-f", "-", input=json.dumps(probe("bump", "sched")))
+    cluster.kubectl("set", "image", "-n", "bump", "deployment/sched", "scheduler=apache/airflow:3.0.3")
+    live = stored(cluster, "bump", "Deployment", "sched")
+    steps = [c for c in live["spec"]["template"]["spec"]["initContainers"] if c["name"] == STEP]
+    assert [s["image"] for s in steps] == ["apache/airflow:3.0.3"]
+
+
+def test_argocd_hook_finalizer_updates_succeed(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
+    require_shared()
+    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    job = next(d for d in docs if d["kind"] == "Job")
+    job["metadata"]["finalizers"] = ["argocd.argoproj.io/hook-finalizer"]  # Argo CD 3 creates hooks with it
+    labelled_namespace(cluster, "hooks", WEBHOOK_LABEL)
+    apply_render(cluster, "hooks", [job])
+    name = job["metadata"]["name"]
+    live = stored(cluster, "hooks", "Job", name)
+    assert STATUS in live["metadata"]["annotations"]
+    live["metadata"]["finalizers"] = []  # what Argo CD does when the hook finished: a full UPDATE
+    cluster.kubectl("replace", "-n", "hooks", "-f", "-", input=json.dumps(live))
+    assert stored(cluster, "hooks", "Job", name)["metadata"].get("finalizers") in (None, [])
+
+
+def test_server_side_dry_run_matches_the_real_apply(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str]
+) -> None:
+    require_shared()
+    docs = [
+        d
+        for d in render_docs(CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml")
+        if d["kind"] in ("Deployment", "StatefulSet")
+    ]
+    labelled_namespace(cluster, "dry", WEBHOOK_LABEL)
+    text = "".join("---\n" + dump_yaml(d) for d in docs)
+    dry = json.loads(
+        cluster.kubectl("apply", "--dry-run=server", "-n", "dry", "-o", "json", "-f", "-", input=text).stdout
+    )
+    cluster.kubectl("apply", "-n", "dry", "-f", "-", input=text)
+    for item in dry["items"]:
+        live = stored(cluster, "dry", item["kind"], item["metadata"]["name"])
+        assert item["spec"]["template"] == live["spec"]["template"]
+
+
+# --- 4. failure policies --------------------------------------------------------------------------------
+
+
+def test_failure_policy_ignore_and_fail(cluster: Cluster, tmp_path: Path) -> None:
+    label = "e2e-failure/inject"
+    ca_bundle = certs_command(tmp_path / "certs")
+    handle = start_webhook(tmp_path, cert_dir=tmp_path / "certs")
+    values = [
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=x",
+        "--set",
+        f"tls.secret.caBundle={ca_bundle}",
+        "--set",
+        f"webhook.url={handle.url}",
+    ]
+    register(cluster, "amw-failure", "amw-failure", label, *values)
+    labelled_namespace(cluster, "failure", label)
+    wait_until_injecting(cluster, "failure")
+    assert handle.stop() == 0
+
+    ignored = json.loads(dry_run_create(cluster, probe("failure", "while-down")).stdout)
+    assert not injected(ignored), "Ignore must admit the object unmutated"
+    register(cluster, "amw-failure", "amw-failure", label, *values, "--set", "webhook.failurePolicy=Fail")
+    deadline = time.monotonic() + 30
+    while True:
+        refused = dry_run_create(cluster, probe("failure", "while-down"), check=False)
+        if refused.returncode != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert refused.returncode != 0
+    assert (
+        "failed calling webhook" in refused.stderr
+        and "migrate.airflow-migration-webhook.io" in refused.stderr
+    )
+
+    (tmp_path / "again").mkdir()
+    back = start_webhook(tmp_path / "again", cert_dir=tmp_path / "certs")
+    try:
+        register(
+            cluster,
+            "amw-failure",
+            "amw-failure",
+            label,
+            *values[:-2],
+            "--set",
+            f"webhook.url={back.url}",
+            "--set",
+            "webhook.failurePolicy=Fail",
+        )
+        wait_until_injecting(cluster, "failure")
+        cluster.kubectl("apply", "-n", "failure", "-f", "-", input=json.dumps(probe("failure", "after")))
+        assert injected(stored(cluster, "failure", "Deployment", "after"))
+    finally:
+        back.stop()
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", "amw-failure")
