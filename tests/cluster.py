@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -222,19 +223,38 @@ def start_cluster(work: Path) -> Cluster:
         timeout=120,
     )
     kubeconfig = work / "kubeconfig"
-
-    def b64(path: Path) -> str:
-        return base64.b64encode(path.read_bytes()).decode()
-
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {b64(pki / 'ca.crt')}\n"
-        f"users:\n- name: admin\n  user:\n    client-certificate-data: {b64(pki / 'admin.crt')}\n"
-        f"    client-key-data: {b64(pki / 'admin.key')}\n"
-        "contexts:\n- name: test\n  context: {cluster: test, user: admin}\ncurrent-context: test\n"
+    write_kubeconfig(
+        kubeconfig,
+        server,
+        pki / "ca.crt",
+        {
+            "client-certificate-data": base64.b64encode((pki / "admin.crt").read_bytes()).decode(),
+            "client-key-data": base64.b64encode((pki / "admin.key").read_bytes()).decode(),
+        },
     )
-    kubeconfig.chmod(0o600)
     return Cluster(kubeconfig, server, pki, processes, logs)
+
+
+def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str]) -> None:
+    """A kubeconfig for `server` with the given user credentials (client certificate or token)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "test",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "user", "user": user}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "user"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
 
 
 def _wait(ready: object, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:

@@ -67,14 +67,20 @@ def start_webhook(
     engine: dict[str, object] | None = None,
     extra_args: list[str] | None = None,
     cert_dir: Path | None = None,
+    port: int | None = None,
+    self_managed: dict[str, object] | None = None,
+    env: dict[str, str] | None = None,
 ) -> WebhookProcess:
     cert_dir = cert_dir or tmp / "certs"
     if not (cert_dir / "tls.crt").exists():
         write_certificates(cert_dir, ["localhost"], ["127.0.0.1"])
-    port, health_port = free_port(), free_port()
+    port, health_port = port or free_port(), free_port()
     config = tmp / f"config-{port}.yaml"
     base = {"drain_delay_seconds": 0.5, "health_host": "127.0.0.1"}
-    config.write_text(yaml.safe_dump({"server": {**base, **(server or {})}, "engine": engine or {}}))
+    settings: dict[str, object] = {"server": {**base, **(server or {})}, "engine": engine or {}}
+    if self_managed is not None:
+        settings["self_managed_tls"] = self_managed
+    config.write_text(yaml.safe_dump(settings))
     log_path = tmp / f"webhook-{port}.log"
     args = [
         sys.executable,
@@ -95,9 +101,9 @@ def start_webhook(
         str(config),
         *(extra_args or []),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMW_")}
+    environment = {**{k: v for k, v in os.environ.items() if not k.startswith("AMW_")}, **(env or {})}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=environment)
     handle = WebhookProcess(process, port, health_port, cert_dir, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

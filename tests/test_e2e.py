@@ -3,16 +3,20 @@
 The API server calls the real webhook process over TLS, applies its patches and stores the result. Where
 Kubernetes 1.20 lacks something the chart uses on real clusters, the test says so: matchConditions are
 switched off (1.20 would reject them), PodDisruptionBudgets of the chart renders are policy/v1 (not served
-by 1.20) and are left out, Services lose `internalTrafficPolicy` (a 1.22 field), and the `kubernetes.io/metadata.name` label does not exist (so the chart's
-namespace exclusion matches nothing here; the opt-in label still does its job).
+by 1.20) and are left out, Services lose `internalTrafficPolicy` (a 1.22 field), and the
+`kubernetes.io/metadata.name` label does not exist (so the chart's namespace exclusion matches nothing here;
+the opt-in label still does its job).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +24,17 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from kubernetes.utils import parse_quantity
 
 from app.manifests import dump_yaml
-from tests.cluster import Cluster, start_cluster
-from tests.servers import WebhookProcess, start_webhook
+from tests.cluster import Cluster, start_cluster, write_kubeconfig
+from tests.servers import WebhookProcess, free_port, start_webhook
 from tests.support import CHART_RENDERS, REPO, cli_mutate, require_shared
 from tests.test_chart import CHART, helm
+from tests.test_lifecycle import served_certificate
 
 pytestmark = pytest.mark.e2e
 SERVED_BY_1_20 = {
@@ -197,7 +205,13 @@ def mismatch(whole: Any, part: Any, path: str = "") -> str | None:
         if not isinstance(whole, list) or len(whole) != len(part):
             return f"{path} length"
         return next(
-            (m for m in (mismatch(w, p, f"{path}/{i}") for i, (w, p) in enumerate(zip(whole, part))) if m),
+            (
+                m
+                for m in (
+                    mismatch(w, p, f"{path}/{i}") for i, (w, p) in enumerate(zip(whole, part, strict=True))
+                )
+                if m
+            ),
             None,
         )
     if "/resources/" in path and isinstance(whole, str) and isinstance(part, str):  # 1024Mi is stored as 1Gi
@@ -485,3 +499,127 @@ def test_failure_policy_ignore_and_fail(cluster: Cluster, tmp_path: Path) -> Non
     finally:
         back.stop()
         cluster.kubectl("delete", "mutatingwebhookconfiguration", "amw-failure")
+
+
+# --- 5. self-managed TLS --------------------------------------------------------------------------------
+
+
+def test_self_managed_tls_rotation_and_lease(cluster: Cluster, tmp_path: Path) -> None:
+    """The server, with only a ServiceAccount token and the chart's RBAC, creates its CA and serving pair,
+    publishes the caBundle and is then called by the API server; a forced CA rotation keeps the old and new CA
+    in the bundle and no call fails; a second replica never writes while the first holds the Lease."""
+    name, namespace, label = "amw-self", "amw-self", "e2e-self/inject"
+    port = free_port()
+    manifest = register(
+        cluster,
+        name,
+        namespace,
+        label,
+        "--set",
+        "tls.mode=selfManaged",
+        "--set",
+        f"webhook.url=https://127.0.0.1:{port}/mutate",
+        "--set",
+        "tls.selfManaged.ipAddresses={127.0.0.1}",
+        "--set",
+        "webhook.failurePolicy=Fail",
+    )
+    [config_map] = [d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "ConfigMap"]
+    self_managed = yaml.safe_load(config_map["data"]["config.yaml"])["self_managed_tls"]
+    token = cluster.kubectl("create", "token", name, "-n", namespace, "--duration=1h").stdout.strip()
+    kubeconfig = tmp_path / "token-kubeconfig"
+    write_kubeconfig(kubeconfig, cluster.server, cluster.pki / "ca.crt", {"token": token})
+    common = {
+        **self_managed,
+        "kubeconfig": str(kubeconfig),
+        "sync_interval_seconds": 1,
+        "lease_duration_seconds": 5,
+    }
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_webhook(
+        tmp_path / "a",
+        port=port,
+        server={"cert_reload_interval_seconds": 0.3},
+        self_managed={**common, "cert_dir": str(tmp_path / "a" / "tls")},
+        env={"POD_NAME": "replica-a"},
+    )
+    second = start_webhook(
+        tmp_path / "b",
+        server={"cert_reload_interval_seconds": 0.3},
+        self_managed={**common, "cert_dir": str(tmp_path / "b" / "tls")},
+        env={"POD_NAME": "replica-b"},
+    )
+    try:
+        secret = json.loads(
+            cluster.kubectl("get", "secret", f"{name}-tls", "-n", namespace, "-o", "json").stdout
+        )
+        assert {"ca.crt", "ca.key", "ca-bundle.crt", "tls.crt", "tls.key"} <= set(secret["data"])
+        lease = json.loads(
+            cluster.kubectl("get", "lease", f"{name}-certs", "-n", namespace, "-o", "json").stdout
+        )
+        assert lease["spec"]["holderIdentity"] == "replica-a"
+
+        def bundle() -> list[x509.Certificate]:
+            configuration = json.loads(
+                cluster.kubectl("get", "mutatingwebhookconfiguration", name, "-o", "json").stdout
+            )
+            pem = base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"])
+            return list(x509.load_pem_x509_certificates(pem))
+
+        assert len(bundle()) == 1
+        labelled_namespace(cluster, "self-tls", label)
+        wait_until_injecting(cluster, "self-tls")
+
+        failures: list[str] = []
+        calls = 0
+        stop = threading.Event()
+
+        def load() -> None:
+            nonlocal calls
+            while not stop.is_set():
+                result = dry_run_create(cluster, probe("self-tls", f"p{calls}"), check=False)
+                calls += 1
+                if result.returncode != 0 or not injected(json.loads(result.stdout)):
+                    failures.append(result.stderr[-500:] or "not injected")
+
+        def serving_issuer_is(ca: x509.Certificate) -> bool:
+            context = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+            context.check_hostname = False  # the pair names 127.0.0.1 and the Service; the issuer is checked
+            try:
+                served_certificate(port, context).verify_directly_issued_by(ca)
+            except (ssl.SSLError, ValueError, InvalidSignature):
+                return False
+            return True
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        try:
+            old_ca = bundle()[0]
+            assert serving_issuer_is(old_ca)
+            cluster.kubectl(
+                "annotate", "secret", f"{name}-tls", "-n", namespace, "airflow-migration-webhook/rotate=true"
+            )
+            deadline = time.monotonic() + 30
+            while not (len(bundle()) == 2 and serving_issuer_is(bundle()[0])):
+                assert time.monotonic() < deadline, "the rotated certificate was never served"
+                time.sleep(0.3)
+            time.sleep(3)  # calls go on against the new pair
+        finally:
+            stop.set()
+            worker.join(60)
+        current = bundle()
+        assert len(current) == 2 and current[1] == old_ca, "old and new CA must both be in the caBundle"
+        assert failures == [] and calls >= 5
+        assert "certificate secret written" in first.log()
+        assert "certificate secret written" not in second.log() and "caBundle published" not in second.log()
+        assert (
+            json.loads(
+                cluster.kubectl("get", "lease", f"{name}-certs", "-n", namespace, "-o", "json").stdout
+            )["spec"]["holderIdentity"]
+            == "replica-a"
+        )
+    finally:
+        first.stop()
+        second.stop()
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name)
