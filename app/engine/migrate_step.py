@@ -14,6 +14,7 @@ from app.engine.versions import airflow_version, migrate_subcommand
 
 # Copied verbatim from the Airflow container when present, in this order (readable goldens).
 _COPIED_FIELDS = ("image", "imagePullPolicy", "workingDir")
+_BITNAMI_LIBRARY = (". /opt/bitnami/scripts/airflow-env.sh", ". /opt/bitnami/scripts/libairflow.sh")
 # Set explicitly to the API server's defaults so a stored object equals what the engine builds.
 _API_DEFAULTS = {"terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}
 
@@ -22,9 +23,11 @@ def migrate_script(profile: Profile, subcommand: str, bounds: MigrateStepConfig)
     """POSIX shell: wait for the DB (bounded), exit if nothing is pending, migrate with retries."""
     bitnami = profile.step_style is StepStyle.BITNAMI_LIBRARY
     cli = "airflow_execute" if bitnami else "airflow"
-    lines = []
+    # `timeout` runs commands, not shell functions: the Bitnami migrate gets its own shell with the library
+    migrate = f"{cli} db {subcommand}"
     if bitnami:
-        lines += [". /opt/bitnami/scripts/airflow-env.sh", ". /opt/bitnami/scripts/libairflow.sh"]
+        migrate = f"/bin/bash -c '{'; '.join(_BITNAMI_LIBRARY)}; {migrate}'"
+    lines = list(_BITNAMI_LIBRARY) if bitnami else []
     lines += [
         'say() { echo "airflow-db-migrate: $*"; }',
         'bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }',
@@ -45,7 +48,7 @@ def migrate_script(profile: Profile, subcommand: str, bounds: MigrateStepConfig)
         "  attempt=1",
         "  while :; do",
         f'    say "migrating with airflow db {subcommand} (attempt $attempt/{bounds.migrate_attempts})"',
-        f"    if bounded {bounds.migrate_timeout_seconds} {cli} db {subcommand}; then",
+        f"    if bounded {bounds.migrate_timeout_seconds} {migrate}; then",
         '      say "migrations applied"',
         "      break",
         "    fi",

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what the Airflow tier needs: Debian's PostgreSQL server and three apache-airflow virtual
+# environments (3.0.2; 2.10.5, >= 2.7; 2.6.3, < 2.7, which must get `db upgrade`). Airflow's published
+# constraints files live on a host this machine cannot reach, so the known-good pins are given here.
+# Cached outside the work tree, keyed on the pins: later runs take seconds. Prints the cache folder.
+set -euo pipefail
+CACHE=${AMW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/airflow-migration-webhook}/airflow
+PYTHON=${PYTHON:-python3}
+log() { echo "setup-airflow: $*" >&2; }
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  log "installing postgresql"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
+fi
+
+declare -A PINS=(
+  [3.0.2]="apache-airflow==3.0.2 apache-airflow-providers-postgres asyncpg psycopg2-binary"
+  [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary"
+  [2.6.3]="apache-airflow==2.6.3 psycopg2-binary pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24"
+)
+mkdir -p "$CACHE"
+for version in 3.0.2 2.10.5 2.6.3; do
+  venv=$CACHE/af-$version
+  stamp=$venv/.pins-$(echo "${PINS[$version]}" | sha256sum | cut -c1-12)
+  if [ -f "$stamp" ] && "$venv/bin/airflow" version >/dev/null 2>&1; then
+    continue
+  fi
+  log "installing Airflow $version (a few minutes)"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >&2
+  # shellcheck disable=SC2086  # the pins are a word list
+  "$venv/bin/pip" install -q ${PINS[$version]} >&2
+  touch "$stamp"
+done
+echo "$CACHE"

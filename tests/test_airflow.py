@@ -1,0 +1,253 @@
+"""The injected migrate step, executed against a real PostgreSQL and real apache-airflow installs.
+
+Init containers that the engine produced run in order as local processes (tests/podrunner.py says what
+that emulates). Airflow 3.0.2, 2.10.5 (>= 2.7: `db migrate`) and 2.6.3 (< 2.7: `db upgrade`) live in
+virtual environments made by scripts/setup-airflow.sh; each image tag maps to the venv of its version.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.engine import EngineConfig, mutate
+from app.engine.config import MigrateStepConfig
+from app.engine.versions import airflow_version
+from tests.podrunner import PodRun, PodRunner
+from tests.postgres import Postgres
+from tests.support import CHART_RENDERS, GOLDEN, REPO, require_shared
+
+pytestmark = pytest.mark.airflow
+VERSIONS = ("3.0.2", "2.10.5", "2.6.3")
+QUICK = EngineConfig(
+    step=MigrateStepConfig(
+        db_wait_attempts=30, db_wait_interval_seconds=1, migrate_attempts=5, migrate_retry_interval_seconds=2
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def venvs() -> Path:
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "setup-airflow.sh")], capture_output=True, text=True, timeout=3600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"setup-airflow.sh failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory, venvs: Path) -> Iterator[Postgres]:
+    server = Postgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def render_secrets() -> dict[str, dict[str, str]]:
+    require_shared()
+    secrets = {}
+    for doc in yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text()):
+        if doc and doc["kind"] == "Secret":
+            values = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+            values.update(doc.get("stringData") or {})
+            secrets[doc["metadata"]["name"]] = values
+    return secrets
+
+
+def official_scheduler(version: str, config: EngineConfig = QUICK) -> dict[str, Any]:
+    """The official chart's scheduler on `version`, through the engine; its pod spec."""
+    require_shared()
+    docs = yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text())
+    deployment = next(
+        d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    for container in pod["containers"] + pod["initContainers"]:
+        container["image"] = f"apache/airflow:{version}"
+    result = mutate(deployment, "CREATE", config)
+    assert result.decision.reason.value == "injected"
+    spec = result.object["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["initContainers"]] == [
+        "airflow-db-migrate",
+        "wait-for-airflow-migrations",
+    ]
+    return dict(spec)
+
+
+def runner(venvs: Path, secrets: dict[str, dict[str, str]], home: Path) -> PodRunner:
+    def image_bin(image: str) -> Path:
+        version = airflow_version(image)
+        assert version is not None, image
+        return venvs / f"af-{'.'.join(map(str, version))}" / "bin"
+
+    return PodRunner(
+        secrets=secrets,
+        config_maps={},
+        image_bin=image_bin,
+        overrides={"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"},
+    )
+
+
+def run_official(
+    venvs: Path, postgres: Postgres, database: str, version: str, scratch: Path, config: EngineConfig = QUICK
+) -> PodRun:
+    secrets = render_secrets()
+    secrets["airflow-metadata"] = {"connection": postgres.url(database)}
+    return runner(venvs, secrets, scratch / "airflow-home").run(official_scheduler(version, config), scratch)
+
+
+def schema_version(postgres: Postgres, database: str) -> list[str]:
+    return postgres.psql(database, "select version_num from alembic_version").split()
+
+
+def explain(run: PodRun) -> str:
+    return "\n".join(
+        f"--- {r.name} rc={r.returncode} ({r.seconds:.1f}s)\n{r.output[-3000:]}" for r in run.runs
+    )
+
+
+# --- the scenarios ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fresh_database_is_migrated_then_the_chart_wait_passes(
+    venvs: Path, postgres: Postgres, tmp_path: Path, version: str
+) -> None:
+    database = f"fresh_{version.replace('.', '_')}"
+    postgres.create_database(database)
+    run = run_official(venvs, postgres, database, version, tmp_path)
+    assert run.succeeded, explain(run)
+    step = run.of("airflow-db-migrate").output
+    subcommand = "upgrade" if version == "2.6.3" else "migrate"
+    assert f"airflow-db-migrate: migrating with airflow db {subcommand}" in step
+    assert "airflow-db-migrate: migrations applied" in step
+    assert run.of("wait-for-airflow-migrations").returncode == 0
+    assert len(schema_version(postgres, database)) == 1
+
+
+def test_already_migrated_database_exits_quickly_without_migrating(
+    venvs: Path, postgres: Postgres, tmp_path: Path
+) -> None:
+    postgres.create_database("again")
+    first = run_official(venvs, postgres, "again", "3.0.2", tmp_path / "first")
+    assert first.succeeded, explain(first)
+    before = schema_version(postgres, "again")
+    second = run_official(venvs, postgres, "again", "3.0.2", tmp_path / "second")
+    assert second.succeeded, explain(second)
+    step = second.of("airflow-db-migrate")
+    assert "airflow-db-migrate: no migrations pending" in step.output
+    assert "migrating with" not in step.output
+    assert step.seconds < first.of("airflow-db-migrate").seconds
+    assert schema_version(postgres, "again") == before
+
+
+def test_two_pods_at_once_both_succeed_and_migrate_once(
+    venvs: Path, postgres: Postgres, tmp_path: Path
+) -> None:
+    postgres.create_database("race")
+    runs: dict[str, PodRun] = {}
+
+    def pod(name: str) -> None:
+        runs[name] = run_official(venvs, postgres, "race", "3.0.2", tmp_path / name)
+
+    threads = [threading.Thread(target=pod, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    for name in ("a", "b"):
+        assert runs[name].succeeded, explain(runs[name])
+    assert len(schema_version(postgres, "race")) == 1
+    tables = int(
+        postgres.psql("race", "select count(*) from information_schema.tables where table_name = 'dag_run'")
+    )
+    assert tables == 1
+
+
+def test_database_started_late_is_waited_for(venvs: Path, tmp_path: Path) -> None:
+    late = Postgres(tmp_path / "late-server")
+    result: dict[str, PodRun] = {}
+    secrets = render_secrets()
+    secrets["airflow-metadata"] = {"connection": late.url("postgres")}
+    worker = threading.Thread(
+        target=lambda: result.setdefault(
+            "run", runner(venvs, secrets, tmp_path / "home").run(official_scheduler("3.0.2"), tmp_path)
+        )
+    )
+    worker.start()
+    time.sleep(8)
+    late.start()
+    try:
+        worker.join(900)
+    finally:
+        late.stop()
+    run = result["run"]
+    assert run.succeeded, explain(run)
+    step = run.of("airflow-db-migrate").output
+    assert "airflow-db-migrate: waiting for the database (attempt 1/30)" in step
+    assert "airflow-db-migrate: database reachable" in step
+
+
+def test_database_never_reachable_fails_within_the_bound(venvs: Path, tmp_path: Path) -> None:
+    bounded = EngineConfig(step=MigrateStepConfig(db_wait_attempts=3, db_wait_interval_seconds=1))
+    secrets = render_secrets()
+    from tests.servers import free_port
+
+    secrets["airflow-metadata"] = {
+        "connection": f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/none"
+    }
+    started = time.monotonic()
+    run = runner(venvs, secrets, tmp_path / "home").run(official_scheduler("3.0.2", bounded), tmp_path)
+    elapsed = time.monotonic() - started
+    assert not run.succeeded
+    assert [r.name for r in run.runs] == ["airflow-db-migrate"], "a kubelet stops at the first failure"
+    step = run.of("airflow-db-migrate")
+    assert step.returncode == 1
+    assert (
+        "airflow-db-migrate: database not reachable after 3 attempts, giving up; last error:" in step.output
+    )
+    assert "Connection refused" in step.output or "could not connect" in step.output.lower()
+    assert elapsed < 3 * (1 + 20)  # attempts x (interval + one `airflow db check`)
+
+
+def test_upgrade_from_older_airflow(venvs: Path, postgres: Postgres, tmp_path: Path) -> None:
+    postgres.create_database("upgrade")
+    chain = ("2.6.3", "2.10.5", "3.0.2")
+    seen = []
+    for version in chain:
+        run = run_official(venvs, postgres, "upgrade", version, tmp_path / version)
+        assert run.succeeded, explain(run)
+        assert "airflow-db-migrate: migrations applied" in run.of("airflow-db-migrate").output, version
+        seen.append(schema_version(postgres, "upgrade")[0])
+    assert len(set(seen)) == len(chain), "each newer image moved the schema forward"
+
+
+def test_plain_flavour_runs_too(venvs: Path, postgres: Postgres, tmp_path: Path) -> None:
+    postgres.create_database("plain")
+    [deployment] = [
+        d for d in yaml.safe_load_all((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text()) if d
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    for container in pod["containers"] + pod["initContainers"]:
+        container["image"] = container["image"].replace("2.9.3", "2.10.5")
+    mutated = mutate(deployment, "CREATE", QUICK).object["spec"]["template"]["spec"]
+    mutated = copy.deepcopy(mutated)
+    mutated["initContainers"] = [c for c in mutated["initContainers"] if c["name"] != "fix-permissions"]
+    run = runner(
+        venvs,
+        {"airflow-db": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("plain")}},
+        tmp_path / "home",
+    ).run(mutated, tmp_path)
+    assert run.succeeded, explain(run)
+    assert [r.name for r in run.runs] == ["airflow-db-migrate", "wait-migrations"]
+    assert "migrations applied" in run.of("airflow-db-migrate").output
