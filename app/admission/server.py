@@ -18,9 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.admission.handler import ReviewHandler
+from app.admission.handler import Engine, ReviewHandler
 from app.admission.metrics import Metrics
 from app.config import ServerConfig, Settings
+from app.engine import mutate
 from app.tls import CertificateError, ReloadingCertificate
 
 log = logging.getLogger("airflow_migration_webhook.server")
@@ -130,7 +131,11 @@ async def _periodically(work: Callable[[], object], interval: float) -> None:
         await loop.run_in_executor(None, work)
 
 
-async def serve(settings: Settings, background: tuple[Callable[[], object], float] | None = None) -> int:
+async def serve(
+    settings: Settings,
+    background: tuple[Callable[[], object], float] | None = None,
+    run_engine: Engine = mutate,
+) -> int:
     config = settings.server
     assert config.cert_file is not None and config.key_file is not None
     metrics = Metrics()
@@ -144,7 +149,7 @@ async def serve(settings: Settings, background: tuple[Callable[[], object], floa
     metrics.cert_not_after.set(certificate.current.not_after.timestamp())
 
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
-    handler = ReviewHandler(settings.engine, metrics, config.deadline_seconds, executor)
+    handler = ReviewHandler(settings.engine, metrics, config.deadline_seconds, executor, run_engine)
 
     def listener(app: FastAPI, host: str, port: int) -> uvicorn.Config:
         return uvicorn.Config(

@@ -1,0 +1,44 @@
+"""The real webhook server for the benchmark, or its baseline: the same server, handler, TLS and logging,
+answering `allowed: true` without running the engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from app.admission.server import serve
+from app.config import load_settings
+from app.engine import Action, Decision, EngineConfig, MutationResult, Reason, mutate
+from app.logs import configure_logging
+
+
+def allow_only(obj: Any, _operation: str, _config: EngineConfig) -> MutationResult:
+    return MutationResult(obj if isinstance(obj, dict) else {}, Decision(Action.SKIP, Reason.NOT_AIRFLOW))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("webhook", "baseline"), required=True)
+    parser.add_argument("--cert-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--health-port", type=int, required=True)
+    args = parser.parse_args()
+    settings = load_settings(
+        None,
+        {
+            "cert_file": args.cert_dir / "tls.crt",
+            "key_file": args.cert_dir / "tls.key",
+            "host": "127.0.0.1",
+            "port": args.port,
+            "health_host": "127.0.0.1",
+            "health_port": args.health_port,
+        },
+    )
+    configure_logging(settings.server.log_level)
+    asyncio.run(serve(settings, run_engine=mutate if args.mode == "webhook" else allow_only))
+
+
+if __name__ == "__main__":
+    main()
