@@ -90,7 +90,11 @@ def parse_stream(text: str) -> ManifestStream:
 
 
 class _BlockStyleDumper(_Dumper):
-    """Multi-line strings (scripts) as `|` blocks, so output and golden files stay readable."""
+    """Multi-line strings (scripts) as `|` blocks, so output and golden files stay readable; no YAML
+    anchors for subtrees the engine shares between input and output."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _represent_str(dumper: _BlockStyleDumper, value: str) -> yaml.ScalarNode:

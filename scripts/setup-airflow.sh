@@ -29,9 +29,12 @@ for version in 3.0.2 2.10.5 2.6.3; do
   log "installing Airflow $version (a few minutes)"
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip >&2
   # shellcheck disable=SC2086  # the pins are a word list
-  "$venv/bin/pip" install -q ${PINS[$version]} >&2
+  if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q ${PINS[$version]}; } \
+      > "$CACHE/pip-$version.log" 2>&1; then
+    tail -n 40 "$CACHE/pip-$version.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 done
 echo "$CACHE"

@@ -15,9 +15,11 @@ echo "== lint: ruff, mypy, import contracts, hadolint, shellcheck"
 .venv/bin/shellcheck scripts/*.sh .ci/run
 echo "== tests"
 if [ "${FAST:-}" = 1 ]; then
-  echo "!! FAST=1: skipping the end-to-end tier (real kube-apiserver). CI never sets this." >&2
-  exec .venv/bin/pytest -m "not e2e" "$@"
+  echo "!! FAST=1: SKIPPING the end-to-end tier (real kube-apiserver) and the Airflow tier (real Airflow +" >&2
+  echo "!! PostgreSQL). CI never sets this." >&2
+  exec .venv/bin/pytest -m "not e2e and not airflow" "$@"
 fi
-# the end-to-end tier builds (once, cached in ~/.cache/airflow-migration-webhook) a real kube-apiserver
-bash scripts/build-kube-apiserver.sh >/dev/null
+# slow tiers' tools, built or installed once and cached in ~/.cache/airflow-migration-webhook:
+bash scripts/build-kube-apiserver.sh >/dev/null   # a real kube-apiserver + etcd (end-to-end tier)
+bash scripts/setup-airflow.sh >/dev/null          # PostgreSQL + Airflow 3.0.2, 2.10.5, 2.6.3 (Airflow tier)
 exec .venv/bin/pytest "$@"

@@ -6,6 +6,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,10 @@ def _bin(name: str) -> str:
 
 
 class Postgres:
-    def __init__(self, root: Path) -> None:
+    def __init__(self) -> None:
+        # pytest's tmp folders are private to root; the server runs as `postgres` and must reach its files
+        root = Path(tempfile.mkdtemp(prefix="amw-postgres-"))
+        self.root = root
         self.data = root / "pgdata"
         self.sockets = root / "pgsock"
         self.port = free_port()

@@ -46,8 +46,8 @@ def venvs() -> Path:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory, venvs: Path) -> Iterator[Postgres]:
-    server = Postgres(tmp_path_factory.mktemp("postgres"))
+def postgres(venvs: Path) -> Iterator[Postgres]:
+    server = Postgres()
     server.start()
     yield server
     server.stop()
@@ -175,7 +175,7 @@ def test_two_pods_at_once_both_succeed_and_migrate_once(
 
 
 def test_database_started_late_is_waited_for(venvs: Path, tmp_path: Path) -> None:
-    late = Postgres(tmp_path / "late-server")
+    late = Postgres()
     result: dict[str, PodRun] = {}
     secrets = render_secrets()
     secrets["airflow-metadata"] = {"connection": late.url("postgres")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 
@@ -12,15 +11,7 @@ from app.engine.config import EngineConfig
 from app.engine.decision import Action, Decision, Reason
 from app.engine.jobs import apply_job_rules
 from app.engine.migrate_step import build_step
-from app.engine.objects import (
-    InvalidObject,
-    JsonObject,
-    PodView,
-    container_list,
-    mapping_at,
-    pod_view,
-    target_of,
-)
+from app.engine.objects import InvalidObject, JsonObject, PodView, copy_path, pod_view, target_of
 from app.engine.recognise import STEP_CONTAINER_NAME, Recognition, recognise, wait_container_index
 
 ENGINE_VERSION = __version__
@@ -84,13 +75,12 @@ def _mutate(obj: object, operation: str, config: EngineConfig) -> MutationResult
 def _job(obj: JsonObject, view: PodView, recognition: Recognition, operation: str) -> MutationResult:
     if operation != "CREATE":
         return MutationResult(obj, _skip(Reason.JOB_UPDATE_NEVER_PATCHED, recognition))
-    job = copy.deepcopy(obj)
+    job, _ = copy_path(obj, ("metadata", "annotations"))  # the rules only ever touch annotations
     reason, warnings = apply_job_rules(job, view, recognition)
     if reason not in _CHANGED:
         return MutationResult(obj, _skip(reason, recognition, warnings=tuple(warnings)))
     injected = ["sync-options/Force=true"] if reason is Reason.JOB_FORCE_SYNC_ADDED else []
-    _record_status(job, recognition, injected)
-    return _result(obj, job, reason, recognition, warnings)
+    return _result(obj, _with_status(job, recognition, injected), reason, recognition, warnings)
 
 
 def _migrates(
@@ -130,20 +120,19 @@ def _workload(
     step, step_warnings = build_step(recognition.profile, main, wait, config)
     warnings += step_warnings
 
-    workload = copy.deepcopy(obj)
-    spec = mapping_at(workload, view.spec_path)
-    rebuilt = [c for c in container_list(spec, "initContainers") if c.get("name") != STEP_CONTAINER_NAME]
-    rebuilt.insert(len(rebuilt) if wait_index is None else wait_index, step)
-    spec["initContainers"] = rebuilt
-    _record_status(workload, recognition, [f"initContainer/{STEP_CONTAINER_NAME}"])
+    workload, spec = copy_path(obj, view.spec_path)
+    spec["initContainers"] = [*others]
+    spec["initContainers"].insert(len(others) if wait_index is None else wait_index, step)
+    workload = _with_status(workload, recognition, [f"initContainer/{STEP_CONTAINER_NAME}"])
     had_step = len(others) != len(view.init_containers)
     return _result(obj, workload, Reason.REINJECTED if had_step else Reason.INJECTED, recognition, warnings)
 
 
-def _record_status(obj: JsonObject, recognition: Recognition, injected: list[str]) -> None:
+def _with_status(obj: JsonObject, recognition: Recognition, injected: list[str]) -> JsonObject:
     status = {"injected": injected, "profile": recognition.profile.name, "version": ENGINE_VERSION}
-    annotations = mapping_at(obj, ("metadata", "annotations"), create=True)
+    changed, annotations = copy_path(obj, ("metadata", "annotations"))
     annotations[keys.STATUS] = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    return changed
 
 
 def _result(

@@ -41,6 +41,25 @@ def mapping_at(obj: JsonObject, path: tuple[str, ...], *, create: bool = False) 
     return current  # type: ignore[no-any-return]
 
 
+def copy_path(obj: JsonObject, path: tuple[str, ...]) -> tuple[JsonObject, JsonObject]:
+    """A shallow copy of `obj` with fresh dicts along `path`; returns (copy, dict at path).
+
+    Copy-on-write: everything off the path is shared with `obj`, so changing a 1 MiB object costs what the
+    change costs, not a deep copy. Neither the input nor the result may be changed in place afterwards.
+    """
+    root = dict(obj)
+    current = root
+    walked: list[str] = []
+    for key in path:
+        walked.append(key)
+        child = current.get(key)
+        if child is not None and not isinstance(child, dict):
+            raise InvalidObject(f"{'.'.join(walked)} must be an object, got {type(child).__name__}")
+        current[key] = fresh = dict(child or {})
+        current = fresh
+    return root, current
+
+
 def string_map(obj: JsonObject, path: tuple[str, ...]) -> dict[str, str]:
     """Labels or annotations at `path`, checked to be a string map."""
     found = mapping_at(obj, path)
