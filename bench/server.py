@@ -4,11 +4,10 @@ answering `allowed: true` without running the engine."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from app.admission.server import serve
+from app.admission.server import run_async, serve
 from app.config import load_settings
 from app.engine import Action, Decision, EngineConfig, MutationResult, Reason, mutate
 from app.logs import configure_logging
@@ -37,7 +36,7 @@ def main() -> None:
         },
     )
     configure_logging(settings.server.log_level)
-    asyncio.run(serve(settings, run_engine=mutate if args.mode == "webhook" else allow_only))
+    run_async(serve(settings, run_engine=mutate if args.mode == "webhook" else allow_only))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat pyproject.toml requirements/dev.lock | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements/dev.lock -e '.[test]'
+  if ! { .venv/bin/python -m pip install -q --upgrade pip \
+      && .venv/bin/python -m pip install -q -c requirements/dev.lock -e '.[test]'; } > .venv/pip.log 2>&1; then
+    tail -n 40 .venv/pip.log >&2
+    exit 1
+  fi
   rm -f .venv/.installed-* && touch "$stamp"
 fi

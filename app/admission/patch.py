@@ -36,8 +36,13 @@ def _diff(path: tuple[str, ...], before: Any, after: Any, operations: list[dict[
     if isinstance(before, list) and isinstance(after, list):
         prefix = _pointer(path)
         for operation in jsonpatch.make_patch(before, after).patch:
-            operations.append({**operation, "path": prefix + operation["path"],
-                               **({"from": prefix + operation["from"]} if "from" in operation else {})})
+            operations.append(
+                {
+                    **operation,
+                    "path": prefix + operation["path"],
+                    **({"from": prefix + operation["from"]} if "from" in operation else {}),
+                }
+            )
         return
     operations.append({"op": "replace", "path": _pointer(path), "value": after})
 

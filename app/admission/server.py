@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -221,6 +222,15 @@ async def serve(
     return 0 if started else 1
 
 
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """On uvloop when installed (it is a dependency; plain asyncio is the fallback)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(main)
+    return int(uvloop.run(main))
+
+
 def run_server(settings: Settings, background: tuple[Callable[[], object], float] | None = None) -> int:
     """Serve until SIGTERM; `background` is (blocking work, interval seconds) run beside the listeners."""
-    return asyncio.run(serve(settings, background))
+    return run_async(serve(settings, background))
