@@ -1,21 +1,25 @@
 """The `airflow-migration-webhook` command: thin front ends over the engine and the server.
 
-mutate   apply the webhook's mutation to manifests offline (GitOps, KRM function)
-serve    run the HTTPS admission webhook
-certs    write a development/manual-install CA and serving certificate
+mutate     apply the webhook's mutation to manifests offline (GitOps, KRM function)
+serve      run the HTTPS admission webhook
+reconcile  fix Airflow workloads that already exist in opted-in namespaces
+certs      write a development/manual-install CA and serving certificate
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
+from app.admission.metrics import Metrics
 from app.config import ConfigError, Settings, load_settings
 from app.engine import Action, Decision, mutate
 from app.logs import configure_logging
@@ -111,13 +115,44 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
 Background = tuple[Callable[[], object], float]
 
 
+def _reconcile_loop(settings: Settings, metrics: Metrics) -> Background:
+    """One replica at a time (a Lease) reconciles every opted-in namespace, at start-up and on a period."""
+    from app.kube import Lease, api_client, default_identity
+    from app.reconcile import Reconciler
+
+    config = settings.reconcile
+    api = api_client(config.kubeconfig)
+    lease = Lease(
+        api,
+        config.lease_namespace or _own_namespace(),
+        config.lease_name,
+        default_identity(),
+        config.lease_duration_seconds,
+    )
+    reconciler = Reconciler(api, settings.engine, config)
+
+    def once() -> None:
+        if not lease.hold():
+            return
+        for outcome in reconciler.run(reconciler.opted_in_namespaces(), dry_run=False):
+            metrics.reconciled.labels(result=outcome.result, reason=outcome.reason).inc()
+
+    return once, config.interval_seconds
+
+
+def _own_namespace() -> str:
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.exists() else "default"
+
+
 def _self_managed_bootstrap(settings: Settings) -> tuple[Settings, Background] | int:
     """Wait until the serving pair is in cert_dir (ours or another replica's); point the server at it."""
-    from app.selfmanaged import CertificateManager, api_client, default_identity
+    from app.kube import api_client, default_identity
+    from app.selfmanaged import CertificateManager
 
     tls = settings.self_managed_tls
     assert tls is not None
-    manager = CertificateManager(tls, api_client(tls), default_identity())
+    manager = CertificateManager(tls, api_client(tls.kubeconfig), default_identity())
     deadline = time.monotonic() + tls.startup_timeout_seconds
     while not manager.sync():
         if time.monotonic() > deadline:
@@ -151,18 +186,55 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.server.log_level)
-    background = None
+    metrics = Metrics()
+    background: list[Background] = []
     if settings.self_managed_tls is not None:
         booted = _self_managed_bootstrap(settings)
         if isinstance(booted, int):
             return booted
-        settings, background = booted
+        settings, tls_sync = booted
+        background.append(tls_sync)
     if settings.server.cert_file is None or settings.server.key_file is None:
         print(
             "error: serve needs --cert-file and --key-file (or AMW_CERT_FILE / AMW_KEY_FILE)", file=sys.stderr
         )
         return EXIT_USAGE
-    return int(run_server(settings, background))
+    if settings.reconcile.enabled:
+        background.append(_reconcile_loop(settings, metrics))
+    return int(run_server(settings, background, metrics))
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from app.kube import api_client
+    from app.reconcile import NotOptedIn, Reconciler, table
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    labels = {"namespace_label_key": args.label_key, "namespace_label_value": args.label_value}
+    config = settings.reconcile.model_copy(update={k: v for k, v in labels.items() if v})
+    try:
+        reconciler = Reconciler(api_client(args.kubeconfig), settings.engine, config)
+        if args.all_opted_in:
+            namespaces = reconciler.opted_in_namespaces()
+        else:
+            reconciler.check_opted_in(args.namespace)
+            namespaces = [args.namespace]
+        outcomes = list(reconciler.run(namespaces, dry_run=args.dry_run))
+    except NotOptedIn as error:
+        print(f"error: {error}; label it first (or use --all-opted-in)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # API errors, unreachable cluster: one clear line, no trace
+        first_line = str(error).splitlines()[0] if str(error) else repr(error)
+        print(f"error: reconcile failed: {first_line}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.output == "json":
+        print(json.dumps([asdict(o) for o in outcomes], indent=2))
+    else:
+        sys.stdout.write(table(outcomes))
+    return EXIT_ERROR if any(o.result == "failed" for o in outcomes) else EXIT_OK
 
 
 def _certs(args: argparse.Namespace) -> int:
@@ -237,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--config", type=Path, default=_env("CONFIG"), help="configuration file (env AMW_CONFIG)")
 
+    r = sub.add_parser("reconcile", help="fix existing Airflow workloads of opted-in namespaces")
+    where = r.add_mutually_exclusive_group(required=True)
+    where.add_argument("--namespace", help="one opted-in namespace")
+    where.add_argument("--all-opted-in", action="store_true", help="every namespace with the opt-in label")
+    r.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    r.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    r.add_argument("--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG, else in-cluster")
+    r.add_argument("--label-key", help="opt-in label key (default airflow-migration-webhook/inject)")
+    r.add_argument("--label-value", help="opt-in label value (default enabled)")
+    r.add_argument("--config", type=Path, default=_env("CONFIG"), help="configuration file (env AMW_CONFIG)")
+
     c = sub.add_parser("certs", help="write a CA and a serving certificate; print the caBundle (base64)")
     c.add_argument("--out-dir", default="certs", help="directory for ca.crt, ca.key, tls.crt, tls.key")
     c.add_argument("--dns", action="append", default=[], help="DNS name for the serving certificate (repeat)")
@@ -255,4 +338,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_mutate(args, sys.stdin, sys.stdout, sys.stderr)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "reconcile":
+        return _reconcile(args)
     return _certs(args)

@@ -55,12 +55,30 @@ class SelfManagedTLSConfig(BaseModel):
     kubeconfig: Path | None = None  # None: in-cluster service account (or $KUBECONFIG)
 
 
+class ReconcileConfig(BaseModel):
+    """Fix workloads that already exist (created before the namespace was labelled or while the webhook was
+    down); the same settings drive the `reconcile` command and the optional loop inside `serve`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace_label_key: str = "airflow-migration-webhook/inject"
+    namespace_label_value: str = "enabled"
+    # the loop inside `serve` (chart `reconcile.enabled`); the command ignores these
+    enabled: bool = False
+    interval_seconds: float = Field(300.0, gt=0)
+    lease_namespace: str = ""
+    lease_name: str = "airflow-migration-webhook-reconcile"
+    lease_duration_seconds: int = Field(60, ge=5, le=3600)
+    kubeconfig: Path | None = None
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
     self_managed_tls: SelfManagedTLSConfig | None = None
+    reconcile: ReconcileConfig = ReconcileConfig()
 
 
 class ConfigError(ValueError):

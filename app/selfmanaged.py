@@ -13,38 +13,19 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import os
-import socket
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from app.certs import KeyPair, _write, issue, new_ca
 from app.config import SelfManagedTLSConfig
+from app.kube import Clock, Lease
 
 log = logging.getLogger("airflow_migration_webhook.selfmanaged")
 ROTATE_ANNOTATION = "airflow-migration-webhook/rotate"
-Clock = Callable[[], dt.datetime]
-
-
-def api_client(config: SelfManagedTLSConfig) -> k8s.ApiClient:
-    path = config.kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
-    if path is not None:
-        loaded: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
-        return loaded
-    configuration = k8s.Configuration()
-    k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return k8s.ApiClient(configuration)
-
-
-def default_identity() -> str:
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _certs_in(pem: bytes) -> list[x509.Certificate]:
@@ -70,62 +51,10 @@ class CertificateManager:
         self.identity = identity
         self.now = now
         self.core = k8s.CoreV1Api(api)
-        self.coordination = k8s.CoordinationV1Api(api)
         self.admission = k8s.AdmissionregistrationV1Api(api)
-
-    # --- leadership -------------------------------------------------------------------------------
-
-    def hold_lease(self) -> bool:
-        """Acquire or renew the Lease; False when another live replica holds it or we lost a race."""
-        name, namespace, duration = (
-            self.config.lease_name,
-            self.config.namespace,
-            self.config.lease_duration_seconds,
+        self.lease = Lease(
+            api, config.namespace, config.lease_name, identity, config.lease_duration_seconds, now
         )
-        now = self.now()
-        try:
-            lease = self.coordination.read_namespaced_lease(name, namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            body = k8s.V1Lease(
-                metadata=k8s.V1ObjectMeta(name=name),
-                spec=k8s.V1LeaseSpec(
-                    holder_identity=self.identity,
-                    lease_duration_seconds=duration,
-                    acquire_time=now,
-                    renew_time=now,
-                    lease_transitions=0,
-                ),
-            )
-            try:
-                self.coordination.create_namespaced_lease(namespace, body)
-            except ApiException as create_error:
-                if create_error.status == 409:
-                    return False
-                raise
-            return True
-        spec = lease.spec or k8s.V1LeaseSpec()
-        lease.spec = spec
-        renewed = spec.renew_time
-        expired = (
-            renewed is None or renewed + dt.timedelta(seconds=spec.lease_duration_seconds or duration) < now
-        )
-        if spec.holder_identity != self.identity:
-            if not expired:
-                return False
-            spec.acquire_time = now
-            spec.lease_transitions = (spec.lease_transitions or 0) + 1
-        spec.holder_identity = self.identity
-        spec.renew_time = now
-        spec.lease_duration_seconds = duration
-        try:
-            self.coordination.replace_namespaced_lease(name, namespace, lease)  # resourceVersion checked
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
 
     # --- the Secret and the caBundle (leader only) --------------------------------------------------
 
@@ -227,7 +156,7 @@ class CertificateManager:
             return
         annotations.pop(ROTATE_ANNOTATION, None)
         encoded = {k: base64.b64encode(v).decode() for k, v in wanted.items()}
-        if not self.hold_lease():  # re-check right before writing
+        if not self.lease.hold():  # re-check right before writing
             return
         if secret is None:
             body = k8s.V1Secret(
@@ -261,7 +190,7 @@ class CertificateManager:
     def sync(self) -> bool:
         """One round: lead if we can, then materialise. Errors are logged, never raised."""
         try:
-            if self.hold_lease():
+            if self.lease.hold():
                 self.reconcile()
             return self.materialise()
         except (ApiException, OSError, ValueError) as error:

@@ -70,6 +70,7 @@ def start_webhook(
     port: int | None = None,
     self_managed: dict[str, object] | None = None,
     env: dict[str, str] | None = None,
+    reconcile: dict[str, object] | None = None,
 ) -> WebhookProcess:
     cert_dir = cert_dir or tmp / "certs"
     if not (cert_dir / "tls.crt").exists():
@@ -80,6 +81,8 @@ def start_webhook(
     settings: dict[str, object] = {"server": {**base, **(server or {})}, "engine": engine or {}}
     if self_managed is not None:
         settings["self_managed_tls"] = self_managed
+    if reconcile is not None:
+        settings["reconcile"] = reconcile
     config.write_text(yaml.safe_dump(settings))
     log_path = tmp / f"webhook-{port}.log"
     args = [

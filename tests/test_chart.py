@@ -61,6 +61,16 @@ MODES: dict[str, list[str]] = {
         "--set",
         "webhook.url=https://127.0.0.1:8443/mutate",
     ],
+    "reconcile": [
+        "--set",
+        "tls.mode=secret",
+        "--set",
+        "tls.secret.name=my-tls",
+        "--set",
+        f"tls.secret.caBundle={CA_BUNDLE}",
+        "--set",
+        "reconcile.enabled=true",
+    ],
     "extras": [
         "--set",
         "networkPolicy.enabled=true",
@@ -207,6 +217,18 @@ def test_hardened_pod_and_service_account_token_only_when_needed() -> None:
         assert by_kind(docs, "PodDisruptionBudget")[0]["spec"]["minAvailable"] == 1
         has_rbac = bool(by_kind(docs, "Role"))
         assert has_rbac is token, mode
+    # the reconcile loop needs the API too, and exactly its own rights
+    docs = render(*MODES["reconcile"])
+    assert by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    [cluster_role] = by_kind(docs, "ClusterRole")
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "statefulsets"],
+            "verbs": ["list", "watch", "patch"],
+        },
+    ]
 
 
 def test_rbac_is_scoped_by_resource_name() -> None:
@@ -228,10 +250,18 @@ def test_rbac_is_scoped_by_resource_name() -> None:
 def test_config_map_is_a_valid_server_configuration() -> None:
     from app.config import Settings
 
+    assert (
+        Settings.model_validate(
+            yaml.safe_load(by_kind(render(*MODES["reconcile"]), "ConfigMap")[0]["data"]["config.yaml"])
+        ).reconcile.enabled
+        is True
+    )
     for mode in ("defaults", "extras"):
         [config_map] = by_kind(render(*MODES[mode]), "ConfigMap")
         settings = Settings.model_validate(yaml.safe_load(config_map["data"]["config.yaml"]))
+        assert settings.reconcile.lease_namespace == "amw-system"
         if mode == "defaults":
+            assert settings.reconcile.enabled is False
             assert settings.self_managed_tls is not None
             assert settings.self_managed_tls.secret_name == "amw-airflow-migration-webhook-tls"
             assert settings.engine.migrating_components == ("scheduler", "api-server", "webserver", "web")

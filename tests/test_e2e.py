@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import ssl
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from cryptography import x509
@@ -623,3 +625,160 @@ def test_self_managed_tls_rotation_and_lease(cluster: Cluster, tmp_path: Path) -
         first.stop()
         second.stop()
         cluster.kubectl("delete", "mutatingwebhookconfiguration", name)
+
+
+# --- reconcile: releases that are already stuck -----------------------------------------------------------
+
+RECONCILE_LABEL = "e2e-reconcile/inject"
+
+
+def reconcile(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "reconcile",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--label-key",
+            RECONCILE_LABEL,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def versions(cluster: Cluster, namespace: str) -> dict[str, str]:
+    found = {}
+    for kind in ("deployments", "statefulsets", "jobs"):
+        listing = json.loads(cluster.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)
+        found.update(
+            {f"{kind}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in listing["items"]}
+        )
+    return found
+
+
+def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster) -> None:
+    """No webhook is registered for this label: the release is stored as a stuck Argo CD sync leaves it."""
+    require_shared()
+    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    labelled_namespace(cluster, "stuck", RECONCILE_LABEL)
+    labelled_namespace(cluster, "stuck-unlabelled", None)
+    for namespace in ("stuck", "stuck-unlabelled"):
+        apply_render(cluster, namespace, docs)
+    opted_out = copy.deepcopy(
+        next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-web")
+    )
+    opted_out["metadata"]["name"] = "airflow-web-opted-out"
+    opted_out["metadata"].setdefault("annotations", {})["airflow-migration-webhook/inject"] = "false"
+    apply_render(cluster, "stuck", [opted_out])
+    assert not injected(stored(cluster, "stuck", "Deployment", "airflow-scheduler"))
+    before, unlabelled_before = versions(cluster, "stuck"), versions(cluster, "stuck-unlabelled")
+
+    dry = reconcile(cluster, "--namespace", "stuck", "--dry-run", "-o", "json")
+    assert dry.returncode == 0, dry.stderr
+    planned = {o["name"]: o for o in json.loads(dry.stdout)}
+    assert {n for n, o in planned.items() if o["result"] == "would_patch"} == {
+        "airflow-scheduler",
+        "airflow-web",
+    }
+    assert planned["airflow-web-opted-out"]["reason"] == "opted_out"
+    assert planned["airflow-worker"]["reason"] == "component_not_migrating"
+    assert all(op["op"] in ("add", "test") for o in planned.values() for op in o["patch"])
+    assert versions(cluster, "stuck") == before, "--dry-run changed something"
+    table = reconcile(cluster, "--namespace", "stuck", "--dry-run")
+    assert re.search(r"stuck\s+Deployment\s+airflow-scheduler\s+would_patch\s+injected", table.stdout)
+
+    applied = reconcile(cluster, "--all-opted-in", "-o", "json")
+    assert applied.returncode == 0, applied.stderr
+    patched = {o["name"] for o in json.loads(applied.stdout) if o["result"] == "patched"}
+    assert patched == {"airflow-scheduler", "airflow-web"}
+    _, predicted_text, _ = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
+    predicted = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(predicted_text)
+        if d and d["kind"] == "Deployment"
+    }
+    for name in patched:
+        live = stored(cluster, "stuck", "Deployment", name)
+        plain = stored(cluster, "stuck-unlabelled", "Deployment", name)
+        expected = predicted[name]["spec"]["template"]["spec"]["initContainers"]
+        assert [c["name"] for c in live["spec"]["template"]["spec"]["initContainers"]] == [
+            c["name"] for c in expected
+        ]
+        assert comparable_spec(live) == comparable_spec(plain), f"{name}: reconcile changed more than it adds"
+    after = versions(cluster, "stuck")
+    changed = {key for key in after if after[key] != before.get(key)}
+    assert changed == {"deployments/airflow-scheduler", "deployments/airflow-web"}, (
+        "Jobs and others untouched"
+    )
+    assert versions(cluster, "stuck-unlabelled") == unlabelled_before, "an unlabelled namespace was touched"
+    assert not injected(stored(cluster, "stuck-unlabelled", "Deployment", "airflow-scheduler"))
+    assert not injected(stored(cluster, "stuck", "Deployment", "airflow-web-opted-out"))
+
+    again = reconcile(cluster, "--all-opted-in", "-o", "json")
+    assert {o["result"] for o in json.loads(again.stdout)} <= {"unchanged", "skipped"}
+    assert versions(cluster, "stuck") == after, "a second run changed something"
+
+    refused = reconcile(cluster, "--namespace", "stuck-unlabelled")
+    assert refused.returncode == 2 and "does not carry e2e-reconcile/inject=enabled" in refused.stderr
+
+
+def test_reconcile_never_overwrites_a_concurrent_change(cluster: Cluster) -> None:
+    from app.config import ReconcileConfig
+    from app.engine import EngineConfig
+    from app.kube import api_client
+    from app.reconcile import Reconciler
+
+    labelled_namespace(cluster, "racing", RECONCILE_LABEL)
+    cluster.kubectl("apply", "-n", "racing", "-f", "-", input=json.dumps(probe("racing", "sched")))
+    reconciler = Reconciler(
+        api_client(cluster.kubeconfig), EngineConfig(), ReconcileConfig(namespace_label_key=RECONCILE_LABEL)
+    )
+    [stale] = reconciler._list("Deployment", "racing")
+    cluster.kubectl(
+        "label", "-n", "racing", "deployment/sched", "changed-meanwhile=yes"
+    )  # a concurrent writer
+    outcome = reconciler.reconcile_object(stale, dry_run=False)
+    assert outcome.result == "patched" and outcome.retries == 1
+    live = stored(cluster, "racing", "Deployment", "sched")
+    assert live["metadata"]["labels"]["changed-meanwhile"] == "yes"
+    assert injected(live)
+
+
+def test_the_reconcile_loop_inside_serve(cluster: Cluster, tmp_path: Path) -> None:
+    labelled_namespace(cluster, "loop", RECONCILE_LABEL)
+    cluster.kubectl("apply", "-n", "loop", "-f", "-", input=json.dumps(probe("loop", "sched")))
+    assert not injected(stored(cluster, "loop", "Deployment", "sched"))
+    handle = start_webhook(
+        tmp_path,
+        reconcile={
+            "enabled": True,
+            "interval_seconds": 1,
+            "kubeconfig": str(cluster.kubeconfig),
+            "lease_namespace": "loop",
+            "namespace_label_key": RECONCILE_LABEL,
+        },
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not injected(stored(cluster, "loop", "Deployment", "sched")):
+            assert time.monotonic() < deadline, handle.log()[-2000:]
+            time.sleep(0.5)
+        metrics = httpx.get(f"{handle.health}/metrics").text
+        assert (
+            'airflow_migration_webhook_reconcile_objects_total{reason="injected",result="patched"} 1.0'
+            in metrics
+        )
+        lease = json.loads(
+            cluster.kubectl(
+                "get", "lease", "airflow-migration-webhook-reconcile", "-n", "loop", "-o", "json"
+            ).stdout
+        )
+        assert lease["spec"]["holderIdentity"]
+    finally:
+        assert handle.stop() == 0

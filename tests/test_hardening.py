@@ -9,7 +9,6 @@ import copy
 import json
 import re
 import socket
-import ssl
 import threading
 import time
 import uuid

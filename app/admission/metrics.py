@@ -60,6 +60,12 @@ class Metrics:
             "notAfter of the serving certificate (Unix time)",
             registry=self.registry,
         )
+        self.reconciled = Counter(
+            f"{PREFIX}_reconcile_objects_total",
+            "Workloads checked by the reconcile loop, by result and reason",
+            ["result", "reason"],
+            registry=self.registry,
+        )
         self.cert_reloads = Counter(
             f"{PREFIX}_certificate_reloads_total",
             "Serving certificate reloads by result",

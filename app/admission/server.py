@@ -124,22 +124,29 @@ async def _watch_certificate(certificate: ReloadingCertificate, metrics: Metrics
             metrics.cert_reloads.labels(result="failed").inc()
 
 
+Background = tuple[Callable[[], object], float]
+
+
 async def _periodically(work: Callable[[], object], interval: float) -> None:
-    """Run blocking `work` (e.g. the self-managed TLS sync) off the event loop, forever."""
+    """Run blocking `work` (self-managed TLS sync, reconcile) off the event loop, now and every `interval`."""
     loop = asyncio.get_running_loop()
     while True:
+        try:
+            await loop.run_in_executor(None, work)
+        except Exception:  # background work must never take the webhook down
+            log.exception("background work failed")
         await asyncio.sleep(interval)
-        await loop.run_in_executor(None, work)
 
 
 async def serve(
     settings: Settings,
-    background: tuple[Callable[[], object], float] | None = None,
+    background: list[Background] | None = None,
     run_engine: Engine = mutate,
+    metrics: Metrics | None = None,
 ) -> int:
     config = settings.server
     assert config.cert_file is not None and config.key_file is not None
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     state = State()
     try:
         certificate = ReloadingCertificate(config.cert_file, config.key_file, config.client_ca_file)
@@ -199,8 +206,7 @@ async def serve(
     tasks = [
         asyncio.ensure_future(_watch_certificate(certificate, metrics, config.cert_reload_interval_seconds))
     ]
-    if background is not None:
-        tasks.append(asyncio.ensure_future(_periodically(*background)))
+    tasks += [asyncio.ensure_future(_periodically(*work)) for work in background or []]
     log.info(
         "serving",
         extra={
@@ -231,6 +237,8 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
     return int(uvloop.run(main))
 
 
-def run_server(settings: Settings, background: tuple[Callable[[], object], float] | None = None) -> int:
-    """Serve until SIGTERM; `background` is (blocking work, interval seconds) run beside the listeners."""
-    return run_async(serve(settings, background))
+def run_server(
+    settings: Settings, background: list[Background] | None = None, metrics: Metrics | None = None
+) -> int:
+    """Serve until SIGTERM; `background` holds (blocking work, interval seconds) run beside the listeners."""
+    return run_async(serve(settings, background, metrics=metrics))

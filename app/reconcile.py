@@ -1,0 +1,171 @@
+"""Reconcile: run existing Deployments and StatefulSets of opted-in namespaces through the engine and patch
+what it adds, for releases that deadlocked before the namespace was labelled (or while the webhook was down:
+Argo CD sends no UPDATE for manifests that did not change).
+
+The patch is the diff of the live object and the engine's result (only additions) behind a JSON-patch `test`
+of `metadata.resourceVersion`, so a concurrent change is never overwritten: the API server refuses the patch,
+and the object is read again and retried. Jobs and Pods are never listed, let alone touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from app.admission.patch import make_patch
+from app.config import ReconcileConfig
+from app.engine import EngineConfig, mutate
+
+log = logging.getLogger("airflow_migration_webhook.reconcile")
+KINDS = ("Deployment", "StatefulSet")
+MAX_CONFLICT_RETRIES = 5
+
+
+class NotOptedIn(ValueError):
+    """The namespace does not carry the opt-in label."""
+
+
+@dataclass
+class Outcome:
+    namespace: str
+    kind: str
+    name: str
+    result: str  # patched | would_patch | unchanged | skipped | failed
+    reason: str
+    retries: int = 0
+    warnings: list[str] = field(default_factory=list)
+    patch: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, api: k8s.ApiClient, engine: EngineConfig, config: ReconcileConfig) -> None:
+        self.api = api
+        self.core = k8s.CoreV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
+        self.engine = engine
+        self.config = config
+
+    # --- reading (raw JSON, exactly as the API server stores it) ---------------------------------------
+
+    def _json(self, response: Any) -> Any:
+        return json.loads(response.data)
+
+    def opted_in_namespaces(self) -> list[str]:
+        selector = f"{self.config.namespace_label_key}={self.config.namespace_label_value}"
+        listing = self._json(self.core.list_namespace(label_selector=selector, _preload_content=False))
+        return sorted(item["metadata"]["name"] for item in listing["items"])
+
+    def check_opted_in(self, namespace: str) -> None:
+        labels = self._json(self.core.read_namespace(namespace, _preload_content=False))["metadata"].get(
+            "labels"
+        )
+        if (labels or {}).get(self.config.namespace_label_key) != self.config.namespace_label_value:
+            raise NotOptedIn(
+                f"namespace {namespace} does not carry "
+                f"{self.config.namespace_label_key}={self.config.namespace_label_value}"
+            )
+
+    def _list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        lister = (
+            self.apps.list_namespaced_deployment
+            if kind == "Deployment"
+            else self.apps.list_namespaced_stateful_set
+        )
+        items = self._json(lister(namespace, _preload_content=False))["items"]
+        return [{"apiVersion": "apps/v1", "kind": kind, **item} for item in items]
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        reader = (
+            self.apps.read_namespaced_deployment
+            if kind == "Deployment"
+            else self.apps.read_namespaced_stateful_set
+        )
+        return {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            **self._json(reader(name, namespace, _preload_content=False)),
+        }
+
+    def _patch(self, kind: str, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
+        patcher = (
+            self.apps.patch_namespaced_deployment
+            if kind == "Deployment"
+            else self.apps.patch_namespaced_stateful_set
+        )
+        patcher(name, namespace, operations)
+
+    # --- one object ------------------------------------------------------------------------------------
+
+    def reconcile_object(self, live: dict[str, Any], dry_run: bool) -> Outcome:
+        metadata = live["metadata"]
+        kind, namespace, name = live["kind"], metadata["namespace"], metadata["name"]
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            result = mutate(live, "UPDATE", self.engine)
+            outcome = Outcome(
+                namespace,
+                kind,
+                name,
+                "unchanged",
+                result.decision.reason.value,
+                attempt,
+                list(result.decision.warnings),
+            )
+            if not result.changed:
+                if result.decision.reason.value not in ("up_to_date",):
+                    outcome.result = "skipped"
+                return outcome
+            outcome.patch = make_patch(live, result.object)
+            if dry_run:
+                outcome.result = "would_patch"
+                return outcome
+            guarded = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]},
+                *outcome.patch,
+            ]
+            try:
+                self._patch(kind, namespace, name, guarded)
+            except ApiException as error:
+                if error.status not in (409, 422) or attempt == MAX_CONFLICT_RETRIES:
+                    outcome.result = "failed"
+                    outcome.warnings.append(f"patch refused: {error.status} {error.reason}")
+                    return outcome
+                log.info(
+                    "object changed concurrently; reading it again",
+                    extra={"fields": {"kind": kind, "namespace": namespace, "name": name}},
+                )
+                live = self._read(kind, namespace, name)
+                metadata = live["metadata"]
+                continue
+            outcome.result = "patched"
+            return outcome
+        raise AssertionError("unreachable")
+
+    def run(self, namespaces: list[str], dry_run: bool) -> Iterator[Outcome]:
+        for namespace in namespaces:
+            for kind in KINDS:
+                for live in self._list(kind, namespace):
+                    outcome = self.reconcile_object(live, dry_run)
+                    log.info(
+                        "reconcile",
+                        extra={"fields": {k: v for k, v in asdict(outcome).items() if k != "patch"}},
+                    )
+                    yield outcome
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = [("NAMESPACE", "KIND", "NAME", "RESULT", "REASON")]
+    rows += [(o.namespace, o.kind, o.name, o.result, o.reason) for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return (
+        "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        )
+        + "\n"
+    )
