@@ -34,17 +34,41 @@ def _diff(path: tuple[str, ...], before: Any, after: Any, operations: list[dict[
                 operations.append({"op": "add", "path": _pointer((*path, key)), "value": value})
         return
     if isinstance(before, list) and isinstance(after, list):
-        prefix = _pointer(path)
-        for operation in jsonpatch.make_patch(before, after).patch:
-            operations.append(
-                {
-                    **operation,
-                    "path": prefix + operation["path"],
-                    **({"from": prefix + operation["from"]} if "from" in operation else {}),
-                }
-            )
+        _diff_lists(path, before, after, operations)
         return
     operations.append({"op": "replace", "path": _pointer(path), "value": after})
+
+
+def _diff_lists(
+    path: tuple[str, ...], before: list[Any], after: list[Any], operations: list[dict[str, Any]]
+) -> None:
+    """Insertions and in-place changes (what the engine does to initContainers) directly, as `add` and
+    nested operations; anything else through jsonpatch's general list diff."""
+    head = 0
+    while head < min(len(before), len(after)) and before[head] == after[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(before), len(after)) - head and before[-1 - tail] == after[-1 - tail]:
+        tail += 1
+    removed, added = before[head : len(before) - tail], after[head : len(after) - tail]
+    if not removed:
+        operations += [
+            {"op": "add", "path": _pointer((*path, str(head + i))), "value": v} for i, v in enumerate(added)
+        ]
+        return
+    if len(removed) == len(added):
+        for offset, (old, new) in enumerate(zip(removed, added, strict=True)):
+            _diff((*path, str(head + offset)), old, new, operations)
+        return
+    prefix = _pointer(path)
+    for operation in jsonpatch.make_patch(before, after).patch:
+        operations.append(
+            {
+                **operation,
+                "path": prefix + operation["path"],
+                **({"from": prefix + operation["from"]} if "from" in operation else {}),
+            }
+        )
 
 
 def make_patch(original: dict[str, Any], mutated: dict[str, Any]) -> list[dict[str, Any]]:
