@@ -31,60 +31,32 @@ CORE_KINDS = {
 }
 CA_BUNDLE = "TFMwdExTMUNSVWRKVGlCRFJWSlVTVVpKUTBGVVJTMHRMUzB0Q2c9PQ=="
 
+
+def sets(*assignments: str) -> list[str]:
+    return [arg for assignment in assignments for arg in ("--set", assignment)]
+
+
+SECRET_TLS = ("tls.mode=secret", "tls.secret.name=my-tls", f"tls.secret.caBundle={CA_BUNDLE}")
 MODES: dict[str, list[str]] = {
     "defaults": [],
-    "cert-manager": ["--set", "tls.mode=certManager"],
-    "cert-manager-own-issuer": [
-        "--set",
+    "cert-manager": sets("tls.mode=certManager"),
+    "cert-manager-own-issuer": sets(
         "tls.mode=certManager",
-        "--set",
         "tls.certManager.issuerRef.name=corp-ca",
-        "--set",
         "tls.certManager.issuerRef.kind=ClusterIssuer",
-    ],
-    "secret": [
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=my-tls",
-        "--set",
-        f"tls.secret.caBundle={CA_BUNDLE}",
-    ],
-    "pods": ["--set", "target=pods"],
-    "url": [
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=my-tls",
-        "--set",
-        f"tls.secret.caBundle={CA_BUNDLE}",
-        "--set",
-        "webhook.url=https://127.0.0.1:8443/mutate",
-    ],
-    "reconcile": [
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=my-tls",
-        "--set",
-        f"tls.secret.caBundle={CA_BUNDLE}",
-        "--set",
-        "reconcile.enabled=true",
-    ],
-    "extras": [
-        "--set",
+    ),
+    "secret": sets(*SECRET_TLS),
+    "pods": sets("target=pods"),
+    "url": sets(*SECRET_TLS, "webhook.url=https://127.0.0.1:8443/mutate"),
+    "reconcile": sets(*SECRET_TLS, "reconcile.enabled=true"),
+    "extras": sets(
         "networkPolicy.enabled=true",
-        "--set",
         "serviceMonitor.enabled=true",
-        "--set",
         "priorityClassName=system-cluster-critical",
-        "--set",
         "webhook.failurePolicy=Fail",
-        "--set",
         "webhook.matchConditions=false",
-        "--set",
         "config.migratingComponents=all",
-    ],
+    ),
 }
 
 
