@@ -263,3 +263,61 @@ def test_notes_tell_how_to_opt_in() -> None:
         "kubectl label namespace <airflow-namespace> airflow-migration-webhook/inject=enabled"
         in result.stdout
     )
+
+
+# --- matchConditions: no Kubernetes >= 1.30 runs here, so the CEL is evaluated with cel-python -------------
+
+
+def match_condition(*values: str) -> Any:
+    import celpy
+
+    expression = webhook_of(render(*values))["matchConditions"][0]["expression"]
+    environment = celpy.Environment()
+    return environment.program(environment.compile(expression)), celpy.json_to_cel
+
+
+@pytest.mark.parametrize("target", ["workloads", "pods"])
+def test_match_conditions_let_through_everything_the_engine_changes(target: str) -> None:
+    """A superset of the engine: every object it would change passes; obvious non-Airflow objects do not;
+    objects missing optional fields evaluate without error (an error would apply the failurePolicy)."""
+    from app.engine import EngineConfig, mutate
+    from tests.support import CHART_RENDERS, GOLDEN, require_shared
+
+    require_shared()
+    program, to_cel = match_condition(*sets(f"target={target}"))
+    sources = sorted(CHART_RENDERS.glob("*.yaml")) + sorted((GOLDEN / "cases").glob("*.yaml"))
+    passed = blocked = 0
+    for source in sources:
+        for doc in (d for d in yaml.safe_load_all(source.read_text()) if d):
+            if doc["kind"] not in ("Deployment", "StatefulSet", "Job", "Pod"):
+                continue
+            if target == "pods" and doc["kind"] != "Pod":
+                template = doc["spec"]["template"]
+                doc = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": template.get("metadata", {}),
+                    "spec": template["spec"],
+                }
+            if target == "workloads" and doc["kind"] == "Pod":
+                continue
+            allowed = bool(program.evaluate({"object": to_cel(doc)}))
+            if mutate(doc, "CREATE", EngineConfig(migrating_components="all")).changed:
+                assert allowed, f"{source.name}: {doc['metadata'].get('name')} would be filtered out"
+            passed += allowed
+            blocked += not allowed
+    assert passed >= 10 and blocked >= 2
+    bare = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+    }
+    if target == "pods":
+        bare = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "x"},
+            "spec": bare["spec"]["template"]["spec"],
+        }
+    assert bool(program.evaluate({"object": to_cel(bare)})) is False
