@@ -86,17 +86,15 @@ def _job(obj: JsonObject, view: PodView, recognition: Recognition, operation: st
 def _migrates(
     view: PodView, recognition: Recognition, config: EngineConfig
 ) -> tuple[Reason | None, list[str]]:
-    """None when the workload should migrate, else the reason it should not."""
+    """None when the workload should migrate, else the reason it should not; plus warnings."""
+    default = None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING
     override = view.annotations.get(keys.MIGRATE)
-    if override is not None:
-        value = override.strip().lower()
-        if value == "false":
-            return Reason.MIGRATE_ANNOTATION_FALSE, []
-        if value == "true":
-            return None, []
-        warning = f'ignored {keys.MIGRATE}: {override!r} (expected "true" or "false")'
-        return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), [warning]
-    return (None if config.migrates(recognition.component) else Reason.COMPONENT_NOT_MIGRATING), []
+    if override is None:
+        return default, []
+    value = override.strip().lower()
+    if value in ("true", "false"):
+        return (None if value == "true" else Reason.MIGRATE_ANNOTATION_FALSE), []
+    return default, [f'ignored {keys.MIGRATE}: {override!r} (expected "true" or "false")']
 
 
 def _workload(
