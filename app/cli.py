@@ -21,7 +21,7 @@ from typing import TextIO
 
 from app.admission.metrics import Metrics
 from app.config import ConfigError, Settings, load_settings
-from app.engine import Action, Decision, mutate
+from app.engine import Decision, mutate
 from app.logs import configure_logging
 from app.manifests import ManifestStream, StreamKind, UnreadableInput, parse_stream, render_stream
 
@@ -95,9 +95,11 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
     outputs: list[dict[str, object]] = []
     results: list[dict[str, object]] = []
     report: list[str] = []
+    changed = 0
     for obj in stream.objects:
         result = mutate(obj, args.operation, settings.engine)
         outputs.append(result.object)
+        changed += result.changed
         report.append(report_line(obj, result.decision))
         report += [f"  warning: {warning}" for warning in result.decision.warnings]
         if stream.kind is StreamKind.RESOURCE_LIST:
@@ -107,7 +109,6 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
     if not args.quiet:
         for line in report:
             print(line, file=stderr)
-        changed = sum(1 for line in report if ": " + Action.INJECT.value + " " in line)
         print(f"{len(stream.objects)} objects, {changed} changed", file=stderr)
     return EXIT_OK
 
