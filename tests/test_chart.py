@@ -50,6 +50,7 @@ MODES: dict[str, list[str]] = {
     "url": sets(*SECRET_TLS, "webhook.url=https://127.0.0.1:8443/mutate"),
     "reconcile": sets(*SECRET_TLS, "reconcile.enabled=true"),
     "extras": sets(
+        "webhook.clientCASecret=apiserver-clients",
         "networkPolicy.enabled=true",
         "serviceMonitor.enabled=true",
         "priorityClassName=system-cluster-critical",
@@ -139,6 +140,19 @@ def test_pods_switch_targets_pods_on_create_only() -> None:
     ]
     expression = webhook["matchConditions"][0]["expression"]
     assert "object.spec.containers" in expression and "template" not in expression
+
+
+def test_mutual_tls_mounts_the_client_ca_and_requires_it() -> None:
+    [deployment] = by_kind(render(*MODES["extras"]), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert "--client-ca-file=/client-ca/ca.crt" in pod["containers"][0]["args"]
+    assert {"name": "client-ca", "mountPath": "/client-ca", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
+    volume = next(v for v in pod["volumes"] if v["name"] == "client-ca")
+    assert volume["secret"]["secretName"] == "apiserver-clients"
+    [plain] = by_kind(render(), "Deployment")
+    assert not any("client-ca" in arg for arg in plain["spec"]["template"]["spec"]["containers"][0]["args"])
 
 
 def test_match_conditions_can_be_switched_off_for_old_clusters() -> None:
