@@ -113,7 +113,8 @@ def build_apiserver() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def start_cluster(work: Path) -> Cluster:
+def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster:
+    """`webhook_kubeconfig`: credentials the API server presents to webhooks (its AdmissionConfiguration)."""
     binary = build_apiserver()
     pki = work / "pki"
     pki.mkdir(parents=True)
@@ -207,6 +208,11 @@ def start_cluster(work: Path) -> Cluster:
                     "--authorization-mode=RBAC",
                     "--endpoint-reconciler-type=none",
                     "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                    *(
+                        [f"--admission-control-config-file={_admission_config(work, webhook_kubeconfig)}"]
+                        if webhook_kubeconfig
+                        else []
+                    ),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -233,6 +239,29 @@ def start_cluster(work: Path) -> Cluster:
         },
     )
     return Cluster(kubeconfig, server, pki, processes, logs)
+
+
+def _admission_config(work: Path, webhook_kubeconfig: Path) -> Path:
+    path = work / "admission-config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AdmissionConfiguration",
+                "plugins": [
+                    {
+                        "name": "MutatingAdmissionWebhook",
+                        "configuration": {
+                            "apiVersion": "apiserver.config.k8s.io/v1",
+                            "kind": "WebhookAdmissionConfiguration",
+                            "kubeConfigFile": str(webhook_kubeconfig),
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    return path
 
 
 def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str]) -> None:
