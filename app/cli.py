@@ -19,9 +19,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from app.admission.metrics import Metrics
-from app.config import ConfigError, Settings, load_settings
-from app.engine import Decision, mutate
+from app.config import ConfigError, Settings, load_settings, problems_of
+from app.engine import Decision, EngineConfig, mutate
 from app.logs import configure_logging
 from app.manifests import ManifestStream, StreamKind, UnreadableInput, parse_stream, render_stream
 
@@ -79,12 +81,30 @@ def _krm_result(obj: dict[str, object], decision: Decision) -> list[dict[str, ob
     return results
 
 
+def _krm_engine_config(stream: ManifestStream, engine: EngineConfig) -> EngineConfig:
+    """A KRM function's ConfigMap `functionConfig.data` overrides top-level engine settings
+    (`migrating_components: scheduler,web` or `all`, `admin_username`)."""
+    function_config = (
+        (stream.envelope or {}).get("functionConfig") if stream.kind is StreamKind.RESOURCE_LIST else None
+    )
+    data = function_config.get("data") if isinstance(function_config, dict) else None
+    if not data:
+        return engine
+    if not isinstance(data, dict):
+        raise ConfigError("functionConfig.data must be a mapping")
+    try:
+        return EngineConfig.model_validate({**engine.model_dump(), **data})
+    except ValidationError as error:
+        raise ConfigError(f"invalid functionConfig.data: {problems_of(error)}") from error
+
+
 def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     try:
         settings = load_settings(args.config)
         source = args.source or args.file
         text = stdin.read() if source in (None, "-") else Path(source).read_text(encoding="utf-8")
         stream: ManifestStream = parse_stream(text)
+        engine = _krm_engine_config(stream, settings.engine)
     except (ConfigError, UnreadableInput) as error:
         print(f"error: {error}", file=stderr)
         return EXIT_USAGE
@@ -97,7 +117,7 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
     report: list[str] = []
     changed = 0
     for obj in stream.objects:
-        result = mutate(obj, args.operation, settings.engine)
+        result = mutate(obj, args.operation, engine)
         outputs.append(result.object)
         changed += result.changed
         report.append(report_line(obj, result.decision))

@@ -106,7 +106,11 @@ def load_settings(path: Path | None, server_overrides: dict[str, object] | None 
         return Settings.model_validate(data)
     except ValidationError as error:
         where = f"configuration {path}" if path else "configuration"
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-        raise ConfigError(f"invalid {where}: {problems}") from error
+        raise ConfigError(f"invalid {where}: {problems_of(error)}") from error
+
+
+def problems_of(error: ValidationError) -> str:
+    """One line: `field.path: message; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
+    )

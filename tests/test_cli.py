@@ -147,3 +147,23 @@ def test_empty_documents_are_dropped_and_quiet_mode_is_silent() -> None:
     code, out, err = cli_mutate("---\n---\n" + SCHEDULER, "-q")
     assert code == 0 and err == ""
     assert len([d for d in yaml.safe_load_all(out) if d]) == 1
+
+
+def test_krm_function_config_overrides_the_engine_configuration() -> None:
+    resource_list = {
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": [yaml.safe_load(SCHEDULER)],
+        "functionConfig": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "fn"},
+            "data": {"migrating_components": "worker"},
+        },
+    }
+    code, out, _ = cli_mutate(yaml.safe_dump(resource_list))
+    assert code == 0
+    assert yaml.safe_load(out)["results"][0]["message"].startswith("skip component_not_migrating")
+    resource_list["functionConfig"]["data"] = {"surprise": "yes"}
+    code, out, err = cli_mutate(yaml.safe_dump(resource_list))
+    assert (code, out) == (2, "") and "invalid functionConfig.data: surprise" in err
