@@ -35,7 +35,7 @@ from app.manifests import dump_yaml
 from tests.cluster import Cluster, start_cluster, write_kubeconfig
 from tests.servers import WebhookProcess, free_port, start_webhook
 from tests.support import CHART_RENDERS, REPO, cli_mutate, require_shared
-from tests.test_chart import CHART, helm
+from tests.test_chart import CHART, helm, sets
 from tests.test_lifecycle import served_certificate
 
 pytestmark = pytest.mark.e2e
@@ -101,6 +101,13 @@ def render_chart(name: str, namespace: str, *values: str) -> str:
         "webhook.matchConditions=false",
         *values,
     ).stdout
+
+
+def secret_tls(ca_bundle: str, url: str) -> list[str]:
+    """Chart values for the test webhook: its certificate as a user-provided Secret, reached by URL."""
+    return sets(
+        "tls.mode=secret", "tls.secret.name=amw-tls", f"tls.secret.caBundle={ca_bundle}", f"webhook.url={url}"
+    )
 
 
 def register(cluster: Cluster, name: str, namespace: str, label: str, *values: str) -> str:
@@ -231,20 +238,7 @@ def webhook(
     work = tmp_path_factory.mktemp("e2e-webhook")
     ca_bundle = certs_command(work / "certs")
     handle = start_webhook(work, cert_dir=work / "certs")
-    manifest = register(
-        cluster,
-        "amw",
-        "amw-system",
-        WEBHOOK_LABEL,
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=amw-tls",
-        "--set",
-        f"tls.secret.caBundle={ca_bundle}",
-        "--set",
-        f"webhook.url={handle.url}",
-    )
+    manifest = register(cluster, "amw", "amw-system", WEBHOOK_LABEL, *secret_tls(ca_bundle, handle.url))
     labelled_namespace(cluster, "probe", WEBHOOK_LABEL)
     wait_until_injecting(cluster, "probe")
     yield handle, manifest
@@ -451,24 +445,15 @@ def test_failure_policy_ignore_and_fail(cluster: Cluster, tmp_path: Path) -> Non
     label = "e2e-failure/inject"
     ca_bundle = certs_command(tmp_path / "certs")
     handle = start_webhook(tmp_path, cert_dir=tmp_path / "certs")
-    values = [
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=x",
-        "--set",
-        f"tls.secret.caBundle={ca_bundle}",
-        "--set",
-        f"webhook.url={handle.url}",
-    ]
-    register(cluster, "amw-failure", "amw-failure", label, *values)
+    register(cluster, "amw-failure", "amw-failure", label, *secret_tls(ca_bundle, handle.url))
     labelled_namespace(cluster, "failure", label)
     wait_until_injecting(cluster, "failure")
     assert handle.stop() == 0
 
     ignored = json.loads(dry_run_create(cluster, probe("failure", "while-down")).stdout)
     assert not injected(ignored), "Ignore must admit the object unmutated"
-    register(cluster, "amw-failure", "amw-failure", label, *values, "--set", "webhook.failurePolicy=Fail")
+    fail = sets("webhook.failurePolicy=Fail")
+    register(cluster, "amw-failure", "amw-failure", label, *secret_tls(ca_bundle, handle.url), *fail)
     deadline = time.monotonic() + 30
     while True:
         refused = dry_run_create(cluster, probe("failure", "while-down"), check=False)
@@ -484,17 +469,7 @@ def test_failure_policy_ignore_and_fail(cluster: Cluster, tmp_path: Path) -> Non
     (tmp_path / "again").mkdir()
     back = start_webhook(tmp_path / "again", cert_dir=tmp_path / "certs")
     try:
-        register(
-            cluster,
-            "amw-failure",
-            "amw-failure",
-            label,
-            *values[:-2],
-            "--set",
-            f"webhook.url={back.url}",
-            "--set",
-            "webhook.failurePolicy=Fail",
-        )
+        register(cluster, "amw-failure", "amw-failure", label, *secret_tls(ca_bundle, back.url), *fail)
         wait_until_injecting(cluster, "failure")
         cluster.kubectl("apply", "-n", "failure", "-f", "-", input=json.dumps(probe("failure", "after")))
         assert injected(stored(cluster, "failure", "Deployment", "after"))

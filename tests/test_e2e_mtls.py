@@ -17,7 +17,16 @@ import yaml
 from app.certs import issue, new_ca
 from tests.cluster import Cluster, start_cluster
 from tests.servers import start_webhook
-from tests.test_e2e import dry_run_create, injected, labelled_namespace, probe, register, wait_until_injecting
+from tests.test_chart import sets
+from tests.test_e2e import (
+    dry_run_create,
+    injected,
+    labelled_namespace,
+    probe,
+    register,
+    secret_tls,
+    wait_until_injecting,
+)
 
 pytestmark = pytest.mark.e2e
 LABEL = "e2e-mtls/inject"
@@ -57,18 +66,9 @@ def test_the_api_server_is_served_only_with_its_client_certificate(mtls: tuple[C
     cluster, work = mtls
     trusting = start_webhook(work / "trusting", extra_args=["--client-ca-file", str(work / "client-ca.crt")])
     ca_bundle = base64.b64encode((trusting.cert_dir / "ca.crt").read_bytes()).decode()
-    values = [
-        "--set",
-        "tls.mode=secret",
-        "--set",
-        "tls.secret.name=x",
-        "--set",
-        f"tls.secret.caBundle={ca_bundle}",
-        "--set",
-        "webhook.failurePolicy=Fail",
-    ]
+    fail = sets("webhook.failurePolicy=Fail")
     try:
-        register(cluster, "amw-mtls", "amw-mtls", LABEL, *values, "--set", f"webhook.url={trusting.url}")
+        register(cluster, "amw-mtls", "amw-mtls", LABEL, *secret_tls(ca_bundle, trusting.url), *fail)
         labelled_namespace(cluster, "mtls", LABEL)
         wait_until_injecting(cluster, "mtls")
         assert injected(json.loads(dry_run_create(cluster, probe("mtls", "with-cert")).stdout))
@@ -82,7 +82,7 @@ def test_the_api_server_is_served_only_with_its_client_certificate(mtls: tuple[C
         work / "strict", cert_dir=trusting.cert_dir, extra_args=["--client-ca-file", str(other_ca)]
     )
     try:
-        register(cluster, "amw-mtls", "amw-mtls", LABEL, *values, "--set", f"webhook.url={strict.url}")
+        register(cluster, "amw-mtls", "amw-mtls", LABEL, *secret_tls(ca_bundle, strict.url), *fail)
         port = f":{strict.port}/"
         for _ in range(100):  # the API server picks up the new URL asynchronously
             refused = dry_run_create(cluster, probe("mtls", "cert-not-trusted"), check=False)
