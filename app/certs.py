@@ -130,18 +130,18 @@ def write_certificates(
         ca = KeyPair(ca_crt.read_bytes(), ca_key.read_bytes())
     else:
         ca = new_ca("airflow-migration-webhook-ca", ca_days, now)
-        _write(ca_key, ca.key_pem, 0o600)
-        _write(ca_crt, ca.cert_pem, 0o644)
+        write_atomically(ca_key, ca.key_pem, 0o600)
+        write_atomically(ca_crt, ca.cert_pem, 0o644)
     leaf = issue(ca, dns_names, ip_addresses, days, now)
-    _write(out_dir / "tls.key", leaf.key_pem, 0o600)
-    _write(out_dir / "tls.crt", leaf.cert_pem, 0o644)
+    write_atomically(out_dir / "tls.key", leaf.key_pem, 0o600)
+    write_atomically(out_dir / "tls.crt", leaf.cert_pem, 0o644)
     return WrittenBundle(
         ca_bundle_b64=base64.b64encode(ca.cert_pem).decode(),
         paths=[ca_crt, ca_key, out_dir / "tls.crt", out_dir / "tls.key"],
     )
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write next to the target, then rename: a reader never sees half a file."""
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_bytes(data)

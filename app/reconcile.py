@@ -20,10 +20,9 @@ from kubernetes.client.exceptions import ApiException
 
 from app.admission.patch import make_patch
 from app.config import ReconcileConfig
-from app.engine import EngineConfig, mutate
+from app.engine import EngineConfig, Reason, mutate
 
 log = logging.getLogger("airflow_migration_webhook.reconcile")
-KINDS = ("Deployment", "StatefulSet")
 MAX_CONFLICT_RETRIES = 5
 
 
@@ -45,9 +44,21 @@ class Outcome:
 
 class Reconciler:
     def __init__(self, api: k8s.ApiClient, engine: EngineConfig, config: ReconcileConfig) -> None:
-        self.api = api
         self.core = k8s.CoreV1Api(api)
-        self.apps = k8s.AppsV1Api(api)
+        apps = k8s.AppsV1Api(api)
+        # kind -> (list, read, patch) of the apps/v1 API
+        self._calls: dict[str, tuple[Any, Any, Any]] = {
+            "Deployment": (
+                apps.list_namespaced_deployment,
+                apps.read_namespaced_deployment,
+                apps.patch_namespaced_deployment,
+            ),
+            "StatefulSet": (
+                apps.list_namespaced_stateful_set,
+                apps.read_namespaced_stateful_set,
+                apps.patch_namespaced_stateful_set,
+            ),
+        }
         self.engine = engine
         self.config = config
 
@@ -72,33 +83,18 @@ class Reconciler:
             )
 
     def _list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        lister = (
-            self.apps.list_namespaced_deployment
-            if kind == "Deployment"
-            else self.apps.list_namespaced_stateful_set
-        )
-        items = self._json(lister(namespace, _preload_content=False))["items"]
+        items = self._json(self._calls[kind][0](namespace, _preload_content=False))["items"]
         return [{"apiVersion": "apps/v1", "kind": kind, **item} for item in items]
 
     def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        reader = (
-            self.apps.read_namespaced_deployment
-            if kind == "Deployment"
-            else self.apps.read_namespaced_stateful_set
-        )
         return {
             "apiVersion": "apps/v1",
             "kind": kind,
-            **self._json(reader(name, namespace, _preload_content=False)),
+            **self._json(self._calls[kind][1](name, namespace, _preload_content=False)),
         }
 
     def _patch(self, kind: str, namespace: str, name: str, operations: list[dict[str, Any]]) -> None:
-        patcher = (
-            self.apps.patch_namespaced_deployment
-            if kind == "Deployment"
-            else self.apps.patch_namespaced_stateful_set
-        )
-        patcher(name, namespace, operations)
+        self._calls[kind][2](name, namespace, operations)
 
     # --- one object ------------------------------------------------------------------------------------
 
@@ -117,7 +113,7 @@ class Reconciler:
                 list(result.decision.warnings),
             )
             if not result.changed:
-                if result.decision.reason.value not in ("up_to_date",):
+                if result.decision.reason is not Reason.UP_TO_DATE:
                     outcome.result = "skipped"
                 return outcome
             outcome.patch = make_patch(live, result.object)
@@ -148,7 +144,7 @@ class Reconciler:
 
     def run(self, namespaces: list[str], dry_run: bool) -> Iterator[Outcome]:
         for namespace in namespaces:
-            for kind in KINDS:
+            for kind in self._calls:
                 for live in self._list(kind, namespace):
                     outcome = self.reconcile_object(live, dry_run)
                     log.info(

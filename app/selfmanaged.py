@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from app.certs import KeyPair, _write, issue, new_ca
+from app.certs import KeyPair, issue, new_ca, write_atomically
 from app.config import SelfManagedTLSConfig
 from app.kube import Clock, Lease
 
@@ -184,7 +184,7 @@ class CertificateManager:
             content = base64.b64decode(data[key])
             path = self.config.cert_dir / key
             if not path.exists() or path.read_bytes() != content:
-                _write(path, content, mode)
+                write_atomically(path, content, mode)
         return True
 
     def sync(self) -> bool:
