@@ -7,23 +7,18 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 from app.cli import build_parser, run_mutate
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("AMW_SHARED_DIR", REPO.parent / "shared"))
-CHART_RENDERS = SHARED / "fixtures" / "charts"
-ADMISSION_FIXTURES = SHARED / "fixtures" / "admission"
+# Real input copied into the repository with its provenance (tests/fixtures/README.md): a plain clone
+# runs every tier without ../shared.
+FIXTURES = REPO / "tests" / "fixtures"
+CHART_RENDERS = FIXTURES / "charts"
+ADMISSION_FIXTURES = FIXTURES / "admission"
+BITNAMI_SCRIPTS = FIXTURES / "bitnami"
 GOLDEN = REPO / "tests" / "golden"
 REFRESH = os.environ.get("REFRESH_GOLDEN", "").lower() in ("1", "true", "yes")
 _OPERATION = re.compile(r"^# operation: (CREATE|UPDATE)$", re.MULTILINE)
-
-
-def require_shared() -> None:
-    """The shared fixtures are part of the contract: their absence is a failure, not a skip."""
-    if not CHART_RENDERS.is_dir():
-        pytest.fail(f"shared fixtures not found at {CHART_RENDERS}; set AMW_SHARED_DIR")
 
 
 def operation_of(text: str) -> str:
@@ -40,10 +35,8 @@ def cli_mutate(text: str, *extra: str) -> tuple[int, str, str]:
 
 
 def golden_inputs() -> list[Path]:
-    """Chart renders from shared/ and the hand-written cases; new files are picked up automatically."""
-    cases = sorted((GOLDEN / "cases").glob("*.yaml"))
-    renders = sorted(CHART_RENDERS.glob("*.yaml")) if CHART_RENDERS.is_dir() else []
-    return renders + cases
+    """Chart renders from tests/fixtures/charts and the hand-written cases; new files are picked up."""
+    return sorted(CHART_RENDERS.glob("*.yaml")) + sorted((GOLDEN / "cases").glob("*.yaml"))
 
 
 def expected_paths(source: Path) -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ from app.engine.config import MigrateStepConfig
 from app.engine.versions import airflow_version
 from tests.podrunner import PodRun, PodRunner
 from tests.postgres import Postgres
-from tests.support import CHART_RENDERS, GOLDEN, REPO, require_shared
+from tests.support import CHART_RENDERS, GOLDEN, REPO
 
 pytestmark = pytest.mark.airflow
 VERSIONS = ("3.0.2", "2.10.5", "2.6.3")
@@ -54,7 +54,6 @@ def postgres(venvs: Path) -> Iterator[Postgres]:
 
 
 def render_secrets() -> dict[str, dict[str, str]]:
-    require_shared()
     secrets = {}
     for doc in yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text()):
         if doc and doc["kind"] == "Secret":
@@ -66,7 +65,6 @@ def render_secrets() -> dict[str, dict[str, str]]:
 
 def official_scheduler(version: str, config: EngineConfig = QUICK) -> dict[str, Any]:
     """The official chart's scheduler on `version`, through the engine; its pod spec."""
-    require_shared()
     docs = yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text())
     deployment = next(
         d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"

@@ -19,7 +19,7 @@ import yaml
 
 from app.engine import EngineConfig, mutate
 from app.engine.config import MigrateStepConfig
-from tests.support import CHART_RENDERS, REPO, require_shared
+from tests.support import CHART_RENDERS, REPO
 
 LIBRARY = "/opt/bitnami/scripts/"
 STAND_IN = r"""
@@ -54,7 +54,6 @@ airflow_create_admin_user() {
 
 
 def bitnami_step(version: str = "3.0.1-debian-12-r1") -> dict[str, Any]:
-    require_shared()
     docs = yaml.safe_load_all((CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml").read_text())
     deployment = next(
         d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"

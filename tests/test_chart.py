@@ -295,9 +295,8 @@ def test_match_conditions_let_through_everything_the_engine_changes(target: str)
     """A superset of the engine: every object it would change passes; obvious non-Airflow objects do not;
     objects missing optional fields evaluate without error (an error would apply the failurePolicy)."""
     from app.engine import EngineConfig, mutate
-    from tests.support import CHART_RENDERS, GOLDEN, require_shared
+    from tests.support import CHART_RENDERS, GOLDEN
 
-    require_shared()
     program, to_cel = match_condition(*sets(f"target={target}"))
     sources = sorted(CHART_RENDERS.glob("*.yaml")) + sorted((GOLDEN / "cases").glob("*.yaml"))
     passed = blocked = 0

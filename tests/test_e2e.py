@@ -34,7 +34,7 @@ from kubernetes.utils import parse_quantity
 from app.manifests import dump_yaml
 from tests.cluster import Cluster, start_cluster, write_kubeconfig
 from tests.servers import WebhookProcess, free_port, start_webhook
-from tests.support import CHART_RENDERS, REPO, cli_mutate, require_shared
+from tests.support import CHART_RENDERS, REPO, cli_mutate
 from tests.test_chart import CHART, helm, sets
 from tests.test_lifecycle import served_certificate
 
@@ -300,7 +300,6 @@ def test_stored_objects_carry_exactly_what_mutate_predicts(
 ) -> None:
     """The same stream into a labelled and an unlabelled namespace: the labelled one stores the unlabelled
     one's objects plus exactly what the offline `mutate` predicts, in the same place."""
-    require_shared()
     docs = render_docs(CHART_RENDERS / f"{render}.yaml")
     opted_in, untouched = render.replace(".", "-")[:50], render.replace(".", "-")[:44] + "-plain"
     labelled_namespace(cluster, opted_in, WEBHOOK_LABEL)
@@ -332,7 +331,6 @@ def test_stored_objects_carry_exactly_what_mutate_predicts(
 
 
 def test_opted_out_objects_are_untouched(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
-    require_shared()
     docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     labelled_namespace(cluster, "opted-out", WEBHOOK_LABEL)
     scheduler = next(
@@ -353,7 +351,6 @@ def test_reapply_with_a_new_label_changes_no_spec(
     """Re-applying with only a label added sends an UPDATE through the webhook for every workload and
     changes no spec. Generations are compared with the same stream in an unlabelled namespace: the Bitnami
     Deployments bump their generation on such a re-apply even without any webhook (kubectl + chart quirk)."""
-    require_shared()
     handle, _ = webhook
     docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
@@ -404,7 +401,6 @@ def test_set_image_moves_the_step(cluster: Cluster, webhook: tuple[WebhookProces
 
 
 def test_argocd_hook_finalizer_updates_succeed(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
-    require_shared()
     docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     job = next(d for d in docs if d["kind"] == "Job")
     job["metadata"]["finalizers"] = ["argocd.argoproj.io/hook-finalizer"]  # Argo CD 3 creates hooks with it
@@ -421,7 +417,6 @@ def test_argocd_hook_finalizer_updates_succeed(cluster: Cluster, webhook: tuple[
 def test_server_side_dry_run_matches_the_real_apply(
     cluster: Cluster, webhook: tuple[WebhookProcess, str]
 ) -> None:
-    require_shared()
     docs = [
         d
         for d in render_docs(CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml")
@@ -639,7 +634,6 @@ def versions(cluster: Cluster, namespace: str) -> dict[str, str]:
 
 def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster) -> None:
     """No webhook is registered for this label: the release is stored as a stuck Argo CD sync leaves it."""
-    require_shared()
     docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     labelled_namespace(cluster, "stuck", RECONCILE_LABEL)
     labelled_namespace(cluster, "stuck-unlabelled", None)

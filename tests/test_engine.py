@@ -17,14 +17,13 @@ from app.engine import Action, EngineConfig, Reason, mutate
 from app.engine.annotations import ARGOCD_SYNC_OPTIONS, STATUS
 from app.engine.recognise import STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
-from tests.support import CHART_RENDERS, golden_inputs, operation_of, require_shared
+from tests.support import CHART_RENDERS, golden_inputs, operation_of
 
 CONFIG = EngineConfig()
 
 
 @functools.cache
 def _chart_objects() -> tuple[dict[str, Any], ...]:
-    require_shared()
     docs: list[dict[str, Any]] = []
     for path in sorted(CHART_RENDERS.glob("*.yaml")):
         docs += [doc for doc in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader) if doc]

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.servers import WebhookProcess, start_webhook
-from tests.support import ADMISSION_FIXTURES, require_shared
+from tests.support import ADMISSION_FIXTURES
 from tests.test_http import HEADERS
 from tests.test_lifecycle import Load
 
@@ -46,7 +46,6 @@ def client(webhook: WebhookProcess) -> Iterator[httpx.Client]:
 
 
 def real_reviews() -> list[dict[str, Any]]:
-    require_shared()
     return [json.loads(p.read_text()) for p in sorted(ADMISSION_FIXTURES.glob("*.json"))]
 
 

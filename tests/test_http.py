@@ -19,7 +19,7 @@ import yaml
 from app.engine import EngineConfig, mutate
 from app.manifests import dump_yaml
 from tests.servers import WebhookProcess, start_webhook
-from tests.support import ADMISSION_FIXTURES, CHART_RENDERS, cli_mutate, require_shared
+from tests.support import ADMISSION_FIXTURES, CHART_RENDERS, cli_mutate
 
 HEADERS = {"Content-Type": "application/json"}
 
@@ -106,13 +106,11 @@ EXPECTED_REAL = {
 
 
 def test_every_real_review_is_covered() -> None:
-    require_shared()
     assert {p.name for p in ADMISSION_FIXTURES.glob("*.json")} == set(EXPECTED_REAL)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_REAL))
 def test_real_admission_reviews(webhook: WebhookProcess, client: httpx.Client, name: str) -> None:
-    require_shared()
     body = json.loads((ADMISSION_FIXTURES / name).read_text())
     request = body["request"]
     answer = answer_of(client, webhook.url, body)
@@ -130,7 +128,6 @@ def test_real_admission_reviews(webhook: WebhookProcess, client: httpx.Client, n
 
 
 def test_image_bump_moves_the_step_to_the_new_image(webhook: WebhookProcess, client: httpx.Client) -> None:
-    require_shared()
     body = json.loads((ADMISSION_FIXTURES / "bitnami-24.1.0-scheduler-update-image.json").read_text())
     result, _ = patched(body["request"]["object"], answer_of(client, webhook.url, body))
     pod = result["spec"]["template"]["spec"]
@@ -140,7 +137,6 @@ def test_image_bump_moves_the_step_to_the_new_image(webhook: WebhookProcess, cli
 
 
 def test_dry_run_is_answered_like_the_real_request(webhook: WebhookProcess, client: httpx.Client) -> None:
-    require_shared()
     body = json.loads((ADMISSION_FIXTURES / "bitnami-24.1.0-web-update-dryrun.json").read_text())
     assert body["request"]["dryRun"] is True
     dry = answer_of(client, webhook.url, body)
@@ -151,7 +147,6 @@ def test_dry_run_is_answered_like_the_real_request(webhook: WebhookProcess, clie
 
 
 def test_warnings_carry_the_reason_code(webhook: WebhookProcess, client: httpx.Client) -> None:
-    require_shared()
     body = json.loads((ADMISSION_FIXTURES / "bitnami-24.1.0-scheduler-create.json").read_text())
     warnings = answer_of(client, webhook.url, body)["response"]["warnings"]
     assert warnings == ["airflow-migration-webhook: injected: added the airflow-db-migrate init container"]
@@ -161,7 +156,6 @@ def test_warnings_carry_the_reason_code(webhook: WebhookProcess, client: httpx.C
 
 
 def chart_docs() -> list[tuple[str, int, dict[str, Any]]]:
-    require_shared()
     found = []
     for path in sorted(CHART_RENDERS.glob("*.yaml")):
         for index, doc in enumerate(d for d in yaml.safe_load_all(path.read_text()) if d):
