@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what the Airflow tier needs: Debian's PostgreSQL server and three apache-airflow virtual
-# environments (3.0.2; 2.10.5, >= 2.7; 2.6.3, < 2.7, which must get `db upgrade`). Airflow's published
-# constraints files live on a host this machine cannot reach, so the known-good pins are given here.
+# environments (3.0.2; 2.10.5, >= 2.7; 2.6.3, < 2.7, which must get `db upgrade`), with the providers the
+# images ship: the Bitnami Airflow 3 image has the FAB auth manager (`airflow users`, `sync-perm`) and Celery,
+# the Airflow 2 image Celery (FAB is core there). Airflow's published constraints files live on a host this
+# machine cannot reach, so the known-good pins are given here.
 # Cached outside the work tree, keyed on the pins: later runs take seconds. Prints the cache folder.
 set -euo pipefail
 CACHE=${AMW_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/airflow-migration-webhook}/airflow
 PYTHON=${PYTHON:-python3}
-log() { echo "setup-airflow: $*" >&2; }
+log() { echo "setup-airflow: [$(date -u +%H:%M:%S)] $*" >&2; }
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   log "installing postgresql"
@@ -15,8 +17,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 
 declare -A PINS=(
-  [3.0.2]="apache-airflow==3.0.2 apache-airflow-providers-postgres asyncpg psycopg2-binary"
-  [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary"
+  [3.0.2]="apache-airflow==3.0.2 apache-airflow-providers-postgres asyncpg psycopg2-binary apache-airflow-providers-fab==2.4.4 apache-airflow-providers-celery==3.26.0"
+  [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary apache-airflow-providers-celery==3.13.1"
   [2.6.3]="apache-airflow==2.6.3 psycopg2-binary pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24"
 )
 mkdir -p "$CACHE"
@@ -26,15 +28,21 @@ for version in 3.0.2 2.10.5 2.6.3; do
   if [ -f "$stamp" ] && "$venv/bin/airflow" version >/dev/null 2>&1; then
     continue
   fi
-  log "installing Airflow $version (a few minutes)"
-  rm -rf "$venv"
-  "$PYTHON" -m venv "$venv"
+  started=$SECONDS
+  if [ -x "$venv/bin/pip" ]; then
+    log "updating Airflow $version to the current pins"  # pip installs only the difference
+  else
+    log "installing Airflow $version (2-4 minutes on 2 cores)"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+  fi
   # shellcheck disable=SC2086  # the pins are a word list
   if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q ${PINS[$version]}; } \
       > "$CACHE/pip-$version.log" 2>&1; then
     tail -n 40 "$CACHE/pip-$version.log" >&2
     exit 1
   fi
-  touch "$stamp"
+  rm -f "$venv"/.pins-* && touch "$stamp"
+  log "Airflow $version ready in $((SECONDS - started)) s"
 done
 echo "$CACHE"

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import copy
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,10 @@ import yaml
 from app.engine import EngineConfig, mutate
 from app.engine.config import MigrateStepConfig
 from app.engine.versions import airflow_version
+from tests.conftest import explain, schema_version
 from tests.podrunner import PodRun, PodRunner
 from tests.postgres import Postgres
-from tests.support import CHART_RENDERS, GOLDEN, REPO
+from tests.support import CHART_RENDERS, GOLDEN
 
 pytestmark = pytest.mark.airflow
 VERSIONS = ("3.0.2", "2.10.5", "2.6.3")
@@ -33,24 +32,6 @@ QUICK = EngineConfig(
         db_wait_attempts=30, db_wait_interval_seconds=1, migrate_attempts=5, migrate_retry_interval_seconds=2
     )
 )
-
-
-@pytest.fixture(scope="module")
-def venvs() -> Path:
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "setup-airflow.sh")], capture_output=True, text=True, timeout=3600
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"setup-airflow.sh failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def postgres(venvs: Path) -> Iterator[Postgres]:
-    server = Postgres()
-    server.start()
-    yield server
-    server.stop()
 
 
 def render_secrets() -> dict[str, dict[str, str]]:
@@ -102,16 +83,6 @@ def run_official(
     secrets = render_secrets()
     secrets["airflow-metadata"] = {"connection": postgres.url(database)}
     return runner(venvs, secrets, scratch / "airflow-home").run(official_scheduler(version, config), scratch)
-
-
-def schema_version(postgres: Postgres, database: str) -> list[str]:
-    return postgres.psql(database, "select version_num from alembic_version").split()
-
-
-def explain(run: PodRun) -> str:
-    return "\n".join(
-        f"--- {r.name} rc={r.returncode} ({r.seconds:.1f}s)\n{r.output[-3000:]}" for r in run.runs
-    )
 
 
 # --- the scenarios ------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def test_step_is_built_from_the_airflow_container() -> None:
     assert env["AIRFLOW_PASSWORD_FILE"] == "/opt/bitnami/airflow/secrets/airflow-password"
     script = step["command"][2]
     assert ". /opt/bitnami/scripts/libairflow.sh" in script
-    assert "airflow_create_admin_user" in script and "sync-perm --include-dags" in script
+    assert 'airflow users create -r Admin -u "$AIRFLOW_USERNAME"' in script
 
 
 def test_admin_username_comes_from_configuration() -> None:

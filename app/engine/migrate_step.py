@@ -7,76 +7,123 @@ and a second pass over its own output yields the same container.
 from __future__ import annotations
 
 from app.engine.config import EngineConfig, MigrateStepConfig
-from app.engine.objects import JsonObject
-from app.engine.profiles import Profile, StepStyle
+from app.engine.objects import JsonObject, command_line
+from app.engine.profiles import ImageLine, Profile, StepStyle
 from app.engine.recognise import STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
 
 # Copied verbatim from the Airflow container when present, in this order (readable goldens).
 _COPIED_FIELDS = ("image", "imagePullPolicy", "workingDir")
-_BITNAMI_LIBRARY = (". /opt/bitnami/scripts/airflow-env.sh", ". /opt/bitnami/scripts/libairflow.sh")
 # Set explicitly to the API server's defaults so a stored object equals what the engine builds.
 _API_DEFAULTS = {"terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}
+# Lines of a failed command's output printed, prefixed, so `kubectl logs` says why.
+_SHOWN_LINES = 20
+
+# POSIX shell (dash, busybox sh and bash alike). `out` holds the last command's output for `show`.
+_HELPERS = (
+    'say() { echo "airflow-db-migrate: $*"; }',
+    f"show() {{ printf '%s\\n' \"$1\" | tail -n {_SHOWN_LINES} | sed 's/^/airflow-db-migrate: | /'; }}",
+    'bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }',
+    # one Airflow CLI start: succeeds only when the DB is reachable and no migration is pending
+    "up_to_date() { out=$(airflow db check-migrations --migration-wait-timeout=0 2>&1); }",
+)
+_ADMIN_USER = (
+    # the same command as the image library's `airflow_create_admin_user`, with its output kept; a racing
+    # pod that created the user first (unique violation here) counts as success when the re-check says so
+    "admin_exists() {",
+    "  out=$(airflow users list --output plain 2>&1) &&",
+    '    printf \'%s\\n\' "$out" | grep -qwF -- "$AIRFLOW_USERNAME"',
+    "}",
+    "ensure_admin() {",
+    "  if admin_exists; then return 0; fi",
+    '  say "creating the admin user $AIRFLOW_USERNAME"',
+    '  if out=$(airflow users create -r Admin -u "$AIRFLOW_USERNAME" -e "$AIRFLOW_EMAIL" \\',
+    '      -p "$AIRFLOW_PASSWORD" -f "$AIRFLOW_FIRSTNAME" -l "$AIRFLOW_LASTNAME" 2>&1); then',
+    '    say "admin user created"',
+    "  elif admin_exists; then",
+    '    say "admin user created by another pod"',
+    "  else",
+    '    say "admin user creation failed; last output:"',
+    '    show "$out"',
+    "    exit 1",
+    "  fi",
+    "}",
+)
 
 
-def migrate_script(profile: Profile, subcommand: str, bounds: MigrateStepConfig) -> str:
-    """POSIX shell: wait for the DB (bounded), exit if nothing is pending, migrate with retries."""
-    bitnami = profile.step_style is StepStyle.BITNAMI_LIBRARY
-    cli = "airflow_execute" if bitnami else "airflow"
-    # `timeout` runs commands, not shell functions: the Bitnami migrate gets its own shell with the library
-    migrate = f"{cli} db {subcommand}"
-    if bitnami:
-        migrate = f"/bin/bash -c '{'; '.join(_BITNAMI_LIBRARY)}; {migrate}'"
-    lines = list(_BITNAMI_LIBRARY) if bitnami else []
+def migrate_script(
+    preamble: tuple[str, ...], subcommand: str, line: ImageLine, admin_always: bool, bounds: MigrateStepConfig
+) -> str:
+    """Shell: one CLI start when nothing is pending; else wait for the DB (bounded), migrate with retries,
+    then what the chart's setup Job does after a migration on this image line."""
+    waits, tries = bounds.db_wait_attempts, bounds.migrate_attempts
+    lines = [*preamble, *_HELPERS]
+    admin = admin_always or line.admin_user_after_migration
+    if admin:
+        lines += _ADMIN_USER
+        if line.sync_perm_after_migration:  # a user this pod created is followed by `sync-perm`
+            lines.insert(len(lines) - 1, "  created=1")
+    # the after-migration tail reads `migrated`; without a tail it is not set at all (shellcheck-clean)
+    tracked = (admin and not admin_always) or line.sync_perm_after_migration
     lines += [
-        'say() { echo "airflow-db-migrate: $*"; }',
-        'bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }',
-        "pending() { ! " + cli + " db check-migrations --migration-wait-timeout=0 >/dev/null 2>&1; }",
-        "attempt=1",
-        f"while ! out=$({cli} db check 2>&1); do",
-        f'  if [ "$attempt" -ge {bounds.db_wait_attempts} ]; then',
-        f'    say "database not reachable after {bounds.db_wait_attempts} attempts, giving up; last error:"',
-        "    printf '%s\\n' \"$out\" | tail -n 5",
-        "    exit 1",
-        "  fi",
-        f'  say "waiting for the database (attempt $attempt/{bounds.db_wait_attempts})"',
-        "  attempt=$((attempt + 1))",
-        f"  sleep {bounds.db_wait_interval_seconds}",
-        "done",
-        'say "database reachable"',
-        "if pending; then",
+        *(["migrated=0"] if tracked else []),
+        "if up_to_date; then",
+        '  say "no migrations pending"',
+        "else",
         "  attempt=1",
-        "  while :; do",
-        f'    say "migrating with airflow db {subcommand} (attempt $attempt/{bounds.migrate_attempts})"',
-        f"    if bounded {bounds.migrate_timeout_seconds} {migrate}; then",
-        '      say "migrations applied"',
-        "      break",
-        "    fi",
-        "    if ! pending; then",
-        '      say "migrations applied by another pod"',
-        "      break",
-        "    fi",
-        f'    if [ "$attempt" -ge {bounds.migrate_attempts} ]; then',
-        f'      say "migration failed after {bounds.migrate_attempts} attempts"',
+        "  while ! out=$(airflow db check 2>&1); do",
+        f'    if [ "$attempt" -ge {waits} ]; then',
+        f'      say "database not reachable after {waits} attempts, giving up; last error:"',
+        '      show "$out"',
         "      exit 1",
         "    fi",
+        f'    say "waiting for the database (attempt $attempt/{waits})"',
         "    attempt=$((attempt + 1))",
-        f"    sleep {bounds.migrate_retry_interval_seconds}",
+        f"    sleep {bounds.db_wait_interval_seconds}",
         "  done",
-        "else",
-        '  say "no migrations pending"',
+        '  say "database reachable"',
+        "  if up_to_date; then",
+        '    say "no migrations pending"',
+        "  else",
+        *(["    migrated=1"] if tracked else []),
+        "    attempt=1",
+        "    while :; do",
+        f'      say "migrating with airflow db {subcommand} (attempt $attempt/{tries})"',
+        f"      if out=$(bounded {bounds.migrate_timeout_seconds} airflow db {subcommand} 2>&1); then",
+        '        say "migrations applied"',
+        "        break",
+        "      else",
+        "        status=$?",
+        "      fi",
+        "      if up_to_date; then",
+        '        say "migrations applied by another pod"',
+        "        break",
+        "      fi",
+        f'      if [ "$attempt" -ge {tries} ]; then',
+        f'        say "migration failed after {tries} attempts (exit $status); last output:"',
+        '        show "$out"',
+        "        exit 1",
+        "      fi",
+        '      say "attempt $attempt failed (exit $status), retrying"',
+        "      attempt=$((attempt + 1))",
+        f"      sleep {bounds.migrate_retry_interval_seconds}",
+        "    done",
+        "  fi",
         "fi",
     ]
-    if bitnami:
-        # The Bitnami wait container also waits for an admin user: do what the chart's setup Job does.
+    if admin:
+        lines += (
+            ["ensure_admin"] if admin_always else ['if [ "$migrated" = 1 ]; then', "  ensure_admin", "fi"]
+        )
+    if line.sync_perm_after_migration:
         lines += [
-            "if ! is_airflow_admin_created; then",
-            '  say "creating the admin user $AIRFLOW_USERNAME"',
-            "  airflow_create_admin_user || is_airflow_admin_created ||",
-            '    { say "admin user creation failed"; exit 1; }',
+            'if [ "$migrated" = 1 ] || [ "${created:-0}" = 1 ]; then',
+            '  say "synchronizing permissions"',
+            "  if ! out=$(airflow sync-perm --include-dags 2>&1); then",
+            '    say "sync-perm failed (continuing: the admin user exists); last output:"',
+            '    show "$out"',
+            "  fi",
             "fi",
-            'say "synchronizing permissions"',
-            'airflow_execute sync-perm --include-dags || say "sync-perm failed (continuing)"',
         ]
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -105,19 +152,20 @@ def build_step(
             f"could not read the Airflow version from image {image!r}; "
             "the migrate step uses `airflow db migrate` (Airflow >= 2.7)"
         )
-    subcommand = migrate_subcommand(version)
-    script = migrate_script(profile, subcommand, config.step)
+    recipe = profile.step
+    line = recipe.line_for(version[0] if version else None)
+    subcommand = line.migrate_subcommand or migrate_subcommand(version)
+    admin_always = bool(
+        wait is not None and recipe.admin_user_wait and recipe.admin_user_wait.search(command_line(wait))
+    )
+    script = migrate_script(recipe.preamble, subcommand, line, admin_always, config.step)
 
     step: JsonObject = {"name": STEP_CONTAINER_NAME}
     for field in _COPIED_FIELDS:
         if field in main:
             step[field] = main[field]
-    if profile.step_style is StepStyle.ENTRYPOINT_ARGS:
-        step["args"] = ["bash", "-c", script]
-    elif profile.step_style is StepStyle.BITNAMI_LIBRARY:
-        step["command"] = ["/bin/bash", "-ec", script]
-    else:
-        step["command"] = ["/bin/sh", "-c", script]
+    invocation = "args" if recipe.style is StepStyle.ENTRYPOINT_ARGS else "command"
+    step[invocation] = [*recipe.shell, script]
 
     wait = wait or {}
     own_env = [

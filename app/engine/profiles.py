@@ -13,11 +13,46 @@ from enum import StrEnum
 
 
 class StepStyle(StrEnum):
-    """How the injected step runs inside the image."""
+    """How the injected step's shell is started inside the image."""
 
-    ENTRYPOINT_ARGS = "entrypoint_args"  # keep the image entrypoint, pass `bash -c SCRIPT` as args
-    SHELL_COMMAND = "shell_command"  # override the entrypoint: `/bin/sh -c SCRIPT`
-    BITNAMI_LIBRARY = "bitnami_library"  # `/bin/bash -ec SCRIPT` sourcing the image's shell library
+    ENTRYPOINT_ARGS = "entrypoint_args"  # keep the image entrypoint, pass `SHELL... SCRIPT` as args
+    COMMAND = "command"  # override the entrypoint: `SHELL... SCRIPT` as the command
+
+
+@dataclass(frozen=True)
+class ImageLine:
+    """What the chart's own migration Job does on one line of a flavour's images.
+
+    The step does what that Job would have done, and no more: the Job runs later (as a PostSync hook it sees
+    an up-to-date database), so whatever it does only on a pending database is the step's to do.
+    """
+
+    # Airflow major versions of the line; empty: every other version, and images whose version is unknown
+    majors: frozenset[int] = frozenset()
+    # `airflow db <this>` when migrations are pending; None: by version (`migrate` >= 2.7, else `upgrade`)
+    migrate_subcommand: str | None = None
+    # after this pod (or a racing one) applied pending migrations, as the Job's "populate" branch does
+    admin_user_after_migration: bool = False
+    sync_perm_after_migration: bool = False
+
+
+@dataclass(frozen=True)
+class StepRecipe:
+    """How the migrate step runs in the flavour's image."""
+
+    style: StepStyle
+    shell: tuple[str, ...]  # the interpreter and its flags; the script is the last argument
+    preamble: tuple[str, ...] = ()  # script lines run first (the image's own shell library)
+    image_lines: tuple[ImageLine, ...] = (ImageLine(),)
+    # When the chart's wait container runs this, it waits for the admin user too: the step makes sure the
+    # user exists on every start, or the pod would wait forever.
+    admin_user_wait: re.Pattern[str] | None = None
+
+    def line_for(self, major: int | None) -> ImageLine:
+        for line in self.image_lines:
+            if major is not None and major in line.majors:
+                return line
+        return next(line for line in self.image_lines if not line.majors)
 
 
 @dataclass(frozen=True)
@@ -32,7 +67,7 @@ class Profile:
     main_container_name: str | None = None
     wait_container_names: tuple[str, ...] = ()
     migration_job_components: frozenset[str] = frozenset()
-    step_style: StepStyle = StepStyle.SHELL_COMMAND
+    step: StepRecipe = StepRecipe(StepStyle.COMMAND, ("/bin/sh", "-c"))
     # env that tells the main container to migrate itself (the chart's own workaround is active)
     self_migrating_env: tuple[tuple[str, str], ...] = ()
     # env the migrate step gets when the pod does not already define it (`{admin_username}` expanded)
@@ -55,7 +90,7 @@ OFFICIAL = Profile(
     component_label="component",
     wait_container_names=("wait-for-airflow-migrations",),
     migration_job_components=frozenset({"run-airflow-migrations"}),
-    step_style=StepStyle.ENTRYPOINT_ARGS,
+    step=StepRecipe(StepStyle.ENTRYPOINT_ARGS, ("bash", "-c")),
     # the image entrypoint would wait for the DB on its own; the step's bounded loop replaces that
     extra_env=(("CONNECTION_CHECK_MAX_COUNT", "0"),),
 )
@@ -68,7 +103,21 @@ BITNAMI = Profile(
     main_container_name="airflow-{component}",
     wait_container_names=("wait-for-db-migrations",),
     migration_job_components=frozenset({"setup-db"}),
-    step_style=StepStyle.BITNAMI_LIBRARY,
+    step=StepRecipe(
+        StepStyle.COMMAND,
+        ("/bin/bash", "-ec"),
+        # the image's environment: `airflow` of its venv on PATH, AIRFLOW_HOME, *_FILE secrets read,
+        # AIRFLOW_USERNAME/EMAIL/... defaults. The CLI is then called directly (not `airflow_execute`, which
+        # discards its output) so that a failure can say why.
+        preamble=(". /opt/bitnami/scripts/airflow-env.sh", ". /opt/bitnami/scripts/libairflow.sh"),
+        image_lines=(
+            # charts <= 22.x: the setup Job runs `db init` + the admin user on a pending DB, `db upgrade` else
+            ImageLine(frozenset({1, 2}), migrate_subcommand="init", admin_user_after_migration=True),
+            # charts 23.x-25.x (Airflow 3): `db migrate`, and on a pending DB the admin user + `sync-perm`
+            ImageLine(admin_user_after_migration=True, sync_perm_after_migration=True),
+        ),
+        admin_user_wait=re.compile(r"\bairflow_wait_for_admin_user\b"),
+    ),
     self_migrating_env=(("AIRFLOW_SKIP_DB_SETUP", "no"),),
     extra_env=(
         ("AIRFLOW_USERNAME", "{admin_username}"),
@@ -81,7 +130,6 @@ BITNAMI = Profile(
 PLAIN = Profile(
     name="plain",
     wait_container_names=("wait-for-airflow-migrations", "wait-for-db-migrations"),
-    step_style=StepStyle.SHELL_COMMAND,
 )
 
 # Checked in order: a labelled chart wins over a bare image match; `plain` is the fallback.
