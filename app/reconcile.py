@@ -25,6 +25,14 @@ from app.engine import EngineConfig, Reason, mutate
 log = logging.getLogger("airflow_migration_webhook.reconcile")
 MAX_CONFLICT_RETRIES = 5
 
+# Every API call reconcile makes, as RBAC sees it: (API group, resource) -> verbs. The chart's reconcile
+# ClusterRole grants exactly this (tests/test_chart.py compares the two both ways).
+CLUSTER_ACCESS: dict[tuple[str, str], frozenset[str]] = {
+    ("", "namespaces"): frozenset({"get", "list"}),  # check_opted_in, opted_in_namespaces
+    ("apps", "deployments"): frozenset({"list", "get", "patch"}),  # list, re-read on conflict, patch
+    ("apps", "statefulsets"): frozenset({"list", "get", "patch"}),
+}
+
 
 class NotOptedIn(ValueError):
     """The namespace does not carry the opt-in label."""
@@ -142,16 +150,48 @@ class Reconciler:
             return outcome
         raise AssertionError("unreachable")
 
+    def _guarded(self, live: dict[str, Any], dry_run: bool) -> Outcome:
+        """One object's outcome; an API error is that object's failure, never the round's."""
+        try:
+            return self.reconcile_object(live, dry_run)
+        except ApiException as error:
+            metadata = live["metadata"]
+            return Outcome(
+                metadata["namespace"],
+                live["kind"],
+                metadata["name"],
+                "failed",
+                "api_error",
+                warnings=[f"{error.status} {error.reason}"],
+            )
+
     def run(self, namespaces: list[str], dry_run: bool) -> Iterator[Outcome]:
         for namespace in namespaces:
             for kind in self._calls:
-                for live in self._list(kind, namespace):
-                    outcome = self.reconcile_object(live, dry_run)
-                    log.info(
-                        "reconcile",
-                        extra={"fields": {k: v for k, v in asdict(outcome).items() if k != "patch"}},
+                try:
+                    listing = self._list(kind, namespace)
+                except ApiException as error:
+                    # the round goes on with the other kinds and namespaces
+                    outcome = Outcome(
+                        namespace,
+                        kind,
+                        "*",
+                        "failed",
+                        "api_error",
+                        warnings=[f"list refused: {error.status}"],
                     )
+                    log.warning("reconcile", extra={"fields": _fields(outcome)})
                     yield outcome
+                    continue
+                for live in listing:
+                    outcome = self._guarded(live, dry_run)
+                    level = logging.WARNING if outcome.result == "failed" else logging.INFO
+                    log.log(level, "reconcile", extra={"fields": _fields(outcome)})
+                    yield outcome
+
+
+def _fields(outcome: Outcome) -> dict[str, Any]:
+    return {k: v for k, v in asdict(outcome).items() if k != "patch"}
 
 
 def table(outcomes: list[Outcome]) -> str:

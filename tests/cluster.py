@@ -1,13 +1,18 @@
-"""A real kube-apiserver (v1.20.2, built by scripts/build-kube-apiserver.sh) and Debian's etcd on free
-loopback ports, for one test session. No controllers, scheduler or kubelet run: nothing creates pods,
-namespaces get no default ServiceAccount, and 1.20 lacks matchConditions and the automatic
-`kubernetes.io/metadata.name` namespace label."""
+"""A real kube-apiserver and Debian's etcd on free loopback ports, for one test module.
+
+Which kube-apiserver: scripts/kube-apiserver.sh chooses ($AMW_KUBE_APISERVER, else the v1.32.13 binary from
+../shared/tools, else v1.20.2 built from Debian's source) and the tier reports it. No controllers, scheduler
+or kubelet run: nothing creates pods, and namespaces get no default ServiceAccount. Kubernetes 1.20 also
+lacks matchConditions, `policy/v1` and the automatic `kubernetes.io/metadata.name` namespace label; the
+tests that need them say so where they run on 1.20."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import ipaddress
+import re
 import shutil
 import ssl
 import subprocess
@@ -73,6 +78,17 @@ class Cluster:
     pki: Path
     processes: list[subprocess.Popen[bytes]]
     logs: Path
+    version: tuple[int, int]
+
+    @property
+    def modern(self) -> bool:
+        """Serves what current clusters have: matchConditions (GA in 1.30), policy/v1, the namespace name
+        label; the chart's defaults then apply unchanged."""
+        return self.version >= (1, 30)
+
+    @property
+    def kube_version(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}.0"
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
@@ -101,21 +117,29 @@ class Cluster:
                 process.wait()
 
 
-def build_apiserver() -> Path:
+@functools.cache
+def apiserver() -> tuple[Path, tuple[int, int]]:
+    """The chosen kube-apiserver binary and its version (printed once, so the test output says which)."""
     result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-kube-apiserver.sh")],
+        ["bash", str(REPO / "scripts" / "kube-apiserver.sh")],
         capture_output=True,
         text=True,
         timeout=1800,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"building kube-apiserver failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"choosing or building kube-apiserver failed:\n{result.stderr[-4000:]}")
+    binary = Path(result.stdout.strip().splitlines()[-1])
+    reported = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"v(\d+)\.(\d+)", reported)
+    if found is None:
+        raise RuntimeError(f"{binary} --version said {reported!r}")
+    print(f"\nend-to-end tier: {reported.strip()} ({binary})")
+    return binary, (int(found.group(1)), int(found.group(2)))
 
 
 def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster:
     """`webhook_kubeconfig`: credentials the API server presents to webhooks (its AdmissionConfiguration)."""
-    binary = build_apiserver()
+    binary, version = apiserver()
     pki = work / "pki"
     pki.mkdir(parents=True)
     ca_key = _key()
@@ -196,7 +220,7 @@ def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster
                     f"--etcd-servers=http://127.0.0.1:{etcd_client}",
                     "--bind-address=127.0.0.1",
                     f"--secure-port={secure}",
-                    "--insecure-port=0",
+                    *(["--insecure-port=0"] if version < (1, 24) else []),  # removed in 1.24
                     "--advertise-address=127.0.0.1",
                     f"--tls-cert-file={pki / 'apiserver.crt'}",
                     f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -238,7 +262,7 @@ def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster
             "client-key-data": base64.b64encode((pki / "admin.key").read_bytes()).decode(),
         },
     )
-    return Cluster(kubeconfig, server, pki, processes, logs)
+    return Cluster(kubeconfig, server, pki, processes, logs, version)
 
 
 def _admission_config(work: Path, webhook_kubeconfig: Path) -> Path:

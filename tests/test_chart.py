@@ -212,7 +212,7 @@ def test_hardened_pod_and_service_account_token_only_when_needed() -> None:
         {
             "apiGroups": ["apps"],
             "resources": ["deployments", "statefulsets"],
-            "verbs": ["list", "watch", "patch"],
+            "verbs": ["get", "list", "patch"],
         },
     ]
 
@@ -231,6 +231,22 @@ def test_rbac_is_scoped_by_resource_name() -> None:
             "verbs": ["get", "patch"],
         }
     ]
+
+
+def test_reconcile_rbac_grants_exactly_the_calls_reconcile_makes() -> None:
+    """Both ways: nothing the code calls is missing (a refused `get` once dropped the rest of a round), and
+    nothing is granted that no code uses (such as `watch`)."""
+    from app.reconcile import CLUSTER_ACCESS
+
+    docs = render(*MODES["reconcile"])
+    [role] = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"].endswith("-reconcile")]
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == {key: set(verbs) for key, verbs in CLUSTER_ACCESS.items()}
 
 
 def test_config_map_is_a_valid_server_configuration() -> None:

@@ -1,11 +1,15 @@
-"""End to end through a real kube-apiserver (v1.20.2) and etcd on loopback.
+"""End to end through a real kube-apiserver and etcd on loopback (tests/cluster.py says which server).
 
-The API server calls the real webhook process over TLS, applies its patches and stores the result. Where
-Kubernetes 1.20 lacks something the chart uses on real clusters, the test says so: matchConditions are
-switched off (1.20 would reject them), PodDisruptionBudgets of the chart renders are policy/v1 (not served
-by 1.20) and are left out, Services lose `internalTrafficPolicy` (a 1.22 field), and the
-`kubernetes.io/metadata.name` label does not exist (so the chart's namespace exclusion matches nothing here;
-the opt-in label still does its job).
+The API server calls the real webhook process over TLS, applies its patches and stores the result. On a
+current server (v1.32 in CI) the chart is registered exactly as users install it: `helm template` with
+default values (CEL matchConditions, the `kubernetes.io/metadata.name` namespace exclusion, failurePolicy
+Ignore), only
+the URL and caBundle pointed at the local process, and the chart renders are applied whole.
+
+On the 1.20 fallback (clones without the 1.32 binary) the chart uses what 1.20 lacks, and the tier says so:
+matchConditions are switched off (1.20 would reject them), the renders' policy/v1 PodDisruptionBudgets are
+left out, Services lose `internalTrafficPolicy` (a 1.22 field), the namespace exclusion matches nothing, and
+the tests that need a current server are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -88,7 +92,9 @@ def certs_command(out_dir: Path) -> str:
     return result.stdout.strip()
 
 
-def render_chart(name: str, namespace: str, *values: str) -> str:
+def render_chart(cluster: Cluster, name: str, namespace: str, *values: str) -> str:
+    """The chart as `helm template` renders it for this server: defaults, except matchConditions on 1.20."""
+    legacy = [] if cluster.modern else ["--set", "webhook.matchConditions=false"]
     return helm(
         "template",
         name,
@@ -96,9 +102,8 @@ def render_chart(name: str, namespace: str, *values: str) -> str:
         "--namespace",
         namespace,
         "--kube-version",
-        "1.20.2",
-        "--set",
-        "webhook.matchConditions=false",
+        cluster.kube_version,
+        *legacy,
         *values,
     ).stdout
 
@@ -114,6 +119,7 @@ def register(cluster: Cluster, name: str, namespace: str, label: str, *values: s
     """Install the chart (as a GitOps tool would: rendered, then applied) and return the manifest."""
     cluster.kubectl("create", "namespace", namespace, check=False)
     manifest = render_chart(
+        cluster,
         name,
         namespace,
         "--set",
@@ -179,13 +185,14 @@ def labelled_namespace(cluster: Cluster, name: str, label: str | None) -> None:
         cluster.kubectl("label", "namespace", name, f"{label}=enabled")
 
 
-def render_docs(path: Path) -> list[dict[str, Any]]:
+def render_docs(cluster: Cluster, path: Path) -> list[dict[str, Any]]:
+    """A chart render to apply in a namespace of the test's choosing: whole on a current server."""
     docs = []
     for doc in yaml.safe_load_all(path.read_text()):
-        if not doc or doc["kind"] not in SERVED_BY_1_20:
+        if not doc or not (cluster.modern or doc["kind"] in SERVED_BY_1_20):
             continue
         doc["metadata"].pop("namespace", None)
-        if doc["kind"] == "Service":  # a 1.22 field that kubectl refuses against a 1.20 server
+        if doc["kind"] == "Service" and not cluster.modern:  # a 1.22 field that 1.20 refuses
             doc["spec"].pop("internalTrafficPolicy", None)
         docs.append(doc)
     return docs
@@ -258,7 +265,7 @@ def test_chart_objects_are_accepted_by_real_validation(
             ["-n", "amw-system"] if namespaced else []
         )
         assert json.loads(cluster.kubectl(*args).stdout)["metadata"]["name"] == doc["metadata"]["name"]
-    self_managed = render_chart("amw-sm", "amw-sm", "--set", "tls.mode=selfManaged")
+    self_managed = render_chart(cluster, "amw-sm", "amw-sm", "--set", "tls.mode=selfManaged")
     cluster.kubectl("create", "namespace", "amw-sm")
     result = cluster.kubectl("apply", "--dry-run=server", "-n", "amw-sm", "-f", "-", input=self_managed)
     assert "created (server dry run)" in result.stdout
@@ -272,13 +279,15 @@ def apply_render(cluster: Cluster, namespace: str, docs: list[dict[str, Any]]) -
 
 
 def comparable_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    """The spec without our step and without the per-object `controller-uid` a Job gets at creation."""
+    """The spec without our step and without the per-object controller uid a Job gets at creation (label
+    `controller-uid`, and `batch.kubernetes.io/controller-uid` since 1.27)."""
     spec = copy.deepcopy(obj["spec"])
     for labels in (
         spec.get("selector", {}).get("matchLabels", {}),
         spec["template"]["metadata"].get("labels", {}),
     ):
         labels.pop("controller-uid", None)
+        labels.pop("batch.kubernetes.io/controller-uid", None)
     pod = spec["template"]["spec"]
     pod["initContainers"] = [c for c in pod.get("initContainers", []) if c["name"] != STEP]
     if not pod["initContainers"]:
@@ -286,21 +295,16 @@ def comparable_spec(obj: dict[str, Any]) -> dict[str, Any]:
     return dict(spec)
 
 
-@pytest.mark.parametrize(
-    "render",
-    [
-        "apache-airflow-1.18.0-defaults",
-        "apache-airflow-1.18.0-argocd",
-        "bitnami-airflow-24.1.0-defaults",
-        "bitnami-airflow-24.1.0-setupdbjob-disabled",
-    ],
-)
+RENDERS = sorted(path.stem for path in CHART_RENDERS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("render", RENDERS)
 def test_stored_objects_carry_exactly_what_mutate_predicts(
     cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
 ) -> None:
     """The same stream into a labelled and an unlabelled namespace: the labelled one stores the unlabelled
     one's objects plus exactly what the offline `mutate` predicts, in the same place."""
-    docs = render_docs(CHART_RENDERS / f"{render}.yaml")
+    docs = render_docs(cluster, CHART_RENDERS / f"{render}.yaml")
     opted_in, untouched = render.replace(".", "-")[:50], render.replace(".", "-")[:44] + "-plain"
     labelled_namespace(cluster, opted_in, WEBHOOK_LABEL)
     labelled_namespace(cluster, untouched, None)
@@ -331,7 +335,7 @@ def test_stored_objects_carry_exactly_what_mutate_predicts(
 
 
 def test_opted_out_objects_are_untouched(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
-    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    docs = render_docs(cluster, CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     labelled_namespace(cluster, "opted-out", WEBHOOK_LABEL)
     scheduler = next(
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"
@@ -352,7 +356,7 @@ def test_reapply_with_a_new_label_changes_no_spec(
     changes no spec. Generations are compared with the same stream in an unlabelled namespace: the Bitnami
     Deployments bump their generation on such a re-apply even without any webhook (kubectl + chart quirk)."""
     handle, _ = webhook
-    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    docs = render_docs(cluster, CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
     relabelled = copy.deepcopy(docs)
     for doc in relabelled:
@@ -381,7 +385,14 @@ def test_reapply_with_a_new_label_changes_no_spec(
     (before, after), (plain_before, plain_after) = snapshots["stable"], snapshots["stable-plain"]
     for doc in workloads:
         name = doc["metadata"]["name"]
-        assert name in updates, f"no UPDATE review for {name}"
+        # matchConditions keep the PostgreSQL and Redis StatefulSets from the webhook on a current server
+        looks_like_airflow = (
+            doc["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == "airflow"
+        )
+        if looks_like_airflow or not cluster.modern:
+            assert name in updates, f"no UPDATE review for {name}"
+        else:
+            assert name not in updates, f"{name} reached the webhook through matchConditions"
         assert after[name]["metadata"]["labels"]["e2e/reapplied"] == "yes"
         assert after[name]["spec"] == before[name]["spec"], f"{name}: spec changed on re-apply"
         bumped = after[name]["metadata"]["generation"] - before[name]["metadata"]["generation"]
@@ -401,7 +412,7 @@ def test_set_image_moves_the_step(cluster: Cluster, webhook: tuple[WebhookProces
 
 
 def test_argocd_hook_finalizer_updates_succeed(cluster: Cluster, webhook: tuple[WebhookProcess, str]) -> None:
-    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+    docs = render_docs(cluster, CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     job = next(d for d in docs if d["kind"] == "Job")
     job["metadata"]["finalizers"] = ["argocd.argoproj.io/hook-finalizer"]  # Argo CD 3 creates hooks with it
     labelled_namespace(cluster, "hooks", WEBHOOK_LABEL)
@@ -419,7 +430,7 @@ def test_server_side_dry_run_matches_the_real_apply(
 ) -> None:
     docs = [
         d
-        for d in render_docs(CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml")
+        for d in render_docs(cluster, CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml")
         if d["kind"] in ("Deployment", "StatefulSet")
     ]
     labelled_namespace(cluster, "dry", WEBHOOK_LABEL)
@@ -431,6 +442,106 @@ def test_server_side_dry_run_matches_the_real_apply(
     for item in dry["items"]:
         live = stored(cluster, "dry", item["kind"], item["metadata"]["name"])
         assert item["spec"]["template"] == live["spec"]["template"]
+
+
+def reviews(handle: WebhookProcess, namespace: str) -> list[dict[str, Any]]:
+    """The webhook's `review` log lines for one namespace: what the API server actually sent it."""
+    lines = (json.loads(s) for s in handle.log().splitlines() if s.startswith("{"))
+    return [line for line in lines if line.get("msg") == "review" and line.get("namespace") == namespace]
+
+
+@pytest.mark.parametrize("render", RENDERS)
+def test_match_conditions_keep_non_airflow_objects_away_and_let_every_airflow_one_through(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
+) -> None:
+    """The chart's CEL, evaluated by the real API server: objects the engine calls `not_airflow` (the
+    PostgreSQL and Redis StatefulSets) are never sent, and every object the engine changes is sent and stored
+    changed. A CEL error under failurePolicy Ignore would skip the webhook silently; this catches it."""
+    if not cluster.modern:
+        pytest.skip("matchConditions need Kubernetes >= 1.30; this run has a 1.20 server")
+    handle, _ = webhook
+    docs = render_docs(cluster, CHART_RENDERS / f"{render}.yaml")
+    namespace = "cel-" + render.replace(".", "-")[:40]
+    labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
+    apply_render(cluster, namespace, docs)
+    _, _, report = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
+    decisions = {
+        found.group(1): found.group(2)
+        for found in re.finditer(r"^(?:Deployment|StatefulSet|Job)/[^/]+/(\S+): \w+ (\w+)", report, re.M)
+    }
+    sent = {line["name"] for line in reviews(handle, namespace)}
+    kept_away = {name for name, reason in decisions.items() if reason == "not_airflow"}
+    changed = {name for name, reason in decisions.items() if reason in ("injected", "hook_job_marked")}
+    assert changed, report
+    assert kept_away & sent == set(), f"matchConditions let non-Airflow objects through: {kept_away & sent}"
+    assert changed <= sent, f"never sent to the webhook: {changed - sent}"
+    for doc in docs:
+        if doc["metadata"]["name"] in changed and doc["kind"] in ("Deployment", "StatefulSet"):
+            assert injected(stored(cluster, namespace, doc["kind"], doc["metadata"]["name"]))
+
+
+# --- 3b. drift, as Argo CD sees it ------------------------------------------------------------------------
+
+
+def render_text(cluster: Cluster, render: str) -> str:
+    return "".join("---\n" + dump_yaml(d) for d in render_docs(cluster, CHART_RENDERS / f"{render}.yaml"))
+
+
+def workload_specs(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    found = {}
+    for kind in ("deployments", "statefulsets", "jobs"):
+        for item in json.loads(cluster.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]:
+            found[f"{kind}/{item['metadata']['name']}"] = (item["spec"], item["metadata"]["generation"])
+    return found
+
+
+@pytest.mark.parametrize("render", RENDERS)
+def test_no_drift_after_a_client_side_apply(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
+) -> None:
+    """`kubectl diff` of the manifests just applied reports nothing: what the webhook added is not drift."""
+    namespace = "drift-" + render.replace(".", "-")[:40]
+    labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
+    text = render_text(cluster, render)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+    assert any(
+        injected({"spec": spec})
+        for key, (spec, _) in workload_specs(cluster, namespace).items()
+        if "jobs/" not in key
+    )
+    diff = cluster.kubectl("diff", "-n", namespace, "-f", "-", input=text, check=False)
+    assert diff.returncode == 0, f"kubectl diff reports drift:\n{diff.stdout[-4000:]}{diff.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("render", RENDERS)
+def test_no_drift_with_argocd_server_side_apply(
+    cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
+) -> None:
+    """Argo CD's `ServerSideApply=true`: the workloads are injected, a second apply changes no spec and
+    starts no rollout, and a server-side diff with Argo CD's field manager reports nothing."""
+    namespace = "ssa-" + render.replace(".", "-")[:40]
+    labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
+    text = render_text(cluster, render)
+    ssa = ("apply", "--server-side", "--field-manager=argocd-controller", "-n", namespace, "-f", "-")
+    cluster.kubectl(*ssa, input=text)
+    first = workload_specs(cluster, namespace)
+    assert any(injected({"spec": spec}) for key, (spec, _) in first.items() if "jobs/" not in key)
+    cluster.kubectl(*ssa, input=text)
+    assert workload_specs(cluster, namespace) == first, "a second server-side apply changed a spec"
+    diff = cluster.kubectl(
+        "diff",
+        "--server-side",
+        "--field-manager=argocd-controller",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=text,
+        check=False,
+    )
+    assert diff.returncode == 0, (
+        f"server-side diff reports drift:\n{diff.stdout[-4000:]}{diff.stderr[-2000:]}"
+    )
 
 
 # --- 4. failure policies --------------------------------------------------------------------------------
@@ -600,9 +711,36 @@ def test_self_managed_tls_rotation_and_lease(cluster: Cluster, tmp_path: Path) -
 # --- reconcile: releases that are already stuck -----------------------------------------------------------
 
 RECONCILE_LABEL = "e2e-reconcile/inject"
+RECONCILER = "amw-rec"  # release name and namespace of the chart whose reconcile RBAC the tests run under
 
 
-def reconcile(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def reconciler_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ServiceAccount token bound only by the chart's own reconcile RBAC (reconcile.enabled=true)."""
+    manifest = render_chart(
+        cluster,
+        RECONCILER,
+        RECONCILER,
+        *sets(
+            "reconcile.enabled=true",
+            f"fullnameOverride={RECONCILER}",
+            f"webhook.namespaceLabel.key={RECONCILE_LABEL}",
+        ),
+    )
+    rbac = [
+        d
+        for d in yaml.safe_load_all(manifest)
+        if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    ]
+    cluster.kubectl("create", "namespace", RECONCILER)
+    cluster.kubectl("apply", "-n", RECONCILER, "-f", "-", input="".join("---\n" + dump_yaml(d) for d in rbac))
+    token = cluster.kubectl("create", "token", RECONCILER, "-n", RECONCILER, "--duration=1h").stdout.strip()
+    kubeconfig = tmp_path_factory.mktemp("reconciler") / "kubeconfig"
+    write_kubeconfig(kubeconfig, cluster.server, cluster.pki / "ca.crt", {"token": token})
+    return kubeconfig
+
+
+def reconcile(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -610,7 +748,7 @@ def reconcile(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
             "app",
             "reconcile",
             "--kubeconfig",
-            str(cluster.kubeconfig),
+            str(kubeconfig),
             "--label-key",
             RECONCILE_LABEL,
             *args,
@@ -632,9 +770,12 @@ def versions(cluster: Cluster, namespace: str) -> dict[str, str]:
     return found
 
 
-def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster) -> None:
-    """No webhook is registered for this label: the release is stored as a stuck Argo CD sync leaves it."""
-    docs = render_docs(CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
+def test_reconcile_fixes_a_release_applied_without_the_webhook(
+    cluster: Cluster, reconciler_kubeconfig: Path
+) -> None:
+    """No webhook is registered for this label: the release is stored as a stuck Argo CD sync leaves it.
+    The command runs with the chart's reconcile RBAC, as its loop does in the cluster."""
+    docs = render_docs(cluster, CHART_RENDERS / "bitnami-airflow-24.1.0-defaults.yaml")
     labelled_namespace(cluster, "stuck", RECONCILE_LABEL)
     labelled_namespace(cluster, "stuck-unlabelled", None)
     for namespace in ("stuck", "stuck-unlabelled"):
@@ -648,7 +789,7 @@ def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster)
     assert not injected(stored(cluster, "stuck", "Deployment", "airflow-scheduler"))
     before, unlabelled_before = versions(cluster, "stuck"), versions(cluster, "stuck-unlabelled")
 
-    dry = reconcile(cluster, "--namespace", "stuck", "--dry-run", "-o", "json")
+    dry = reconcile(reconciler_kubeconfig, "--namespace", "stuck", "--dry-run", "-o", "json")
     assert dry.returncode == 0, dry.stderr
     planned = {o["name"]: o for o in json.loads(dry.stdout)}
     assert {n for n, o in planned.items() if o["result"] == "would_patch"} == {
@@ -659,10 +800,10 @@ def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster)
     assert planned["airflow-worker"]["reason"] == "component_not_migrating"
     assert all(op["op"] in ("add", "test") for o in planned.values() for op in o["patch"])
     assert versions(cluster, "stuck") == before, "--dry-run changed something"
-    table = reconcile(cluster, "--namespace", "stuck", "--dry-run")
+    table = reconcile(reconciler_kubeconfig, "--namespace", "stuck", "--dry-run")
     assert re.search(r"stuck\s+Deployment\s+airflow-scheduler\s+would_patch\s+injected", table.stdout)
 
-    applied = reconcile(cluster, "--all-opted-in", "-o", "json")
+    applied = reconcile(reconciler_kubeconfig, "--all-opted-in", "-o", "json")
     assert applied.returncode == 0, applied.stderr
     patched = {o["name"] for o in json.loads(applied.stdout) if o["result"] == "patched"}
     assert patched == {"airflow-scheduler", "airflow-web"}
@@ -689,15 +830,19 @@ def test_reconcile_fixes_a_release_applied_without_the_webhook(cluster: Cluster)
     assert not injected(stored(cluster, "stuck-unlabelled", "Deployment", "airflow-scheduler"))
     assert not injected(stored(cluster, "stuck", "Deployment", "airflow-web-opted-out"))
 
-    again = reconcile(cluster, "--all-opted-in", "-o", "json")
+    again = reconcile(reconciler_kubeconfig, "--all-opted-in", "-o", "json")
     assert {o["result"] for o in json.loads(again.stdout)} <= {"unchanged", "skipped"}
     assert versions(cluster, "stuck") == after, "a second run changed something"
 
-    refused = reconcile(cluster, "--namespace", "stuck-unlabelled")
+    refused = reconcile(reconciler_kubeconfig, "--namespace", "stuck-unlabelled")
     assert refused.returncode == 2 and "does not carry e2e-reconcile/inject=enabled" in refused.stderr
 
 
-def test_reconcile_never_overwrites_a_concurrent_change(cluster: Cluster) -> None:
+def test_reconcile_never_overwrites_a_concurrent_change(
+    cluster: Cluster, reconciler_kubeconfig: Path
+) -> None:
+    """A change between list and patch: the patch is refused, the object read again (a `get` the chart's
+    RBAC must grant) and patched on top of the change."""
     from app.config import ReconcileConfig
     from app.engine import EngineConfig
     from app.kube import api_client
@@ -706,7 +851,9 @@ def test_reconcile_never_overwrites_a_concurrent_change(cluster: Cluster) -> Non
     labelled_namespace(cluster, "racing", RECONCILE_LABEL)
     cluster.kubectl("apply", "-n", "racing", "-f", "-", input=json.dumps(probe("racing", "sched")))
     reconciler = Reconciler(
-        api_client(cluster.kubeconfig), EngineConfig(), ReconcileConfig(namespace_label_key=RECONCILE_LABEL)
+        api_client(reconciler_kubeconfig),
+        EngineConfig(),
+        ReconcileConfig(namespace_label_key=RECONCILE_LABEL),
     )
     [stale] = reconciler._list("Deployment", "racing")
     cluster.kubectl(
@@ -719,7 +866,10 @@ def test_reconcile_never_overwrites_a_concurrent_change(cluster: Cluster) -> Non
     assert injected(live)
 
 
-def test_the_reconcile_loop_inside_serve(cluster: Cluster, tmp_path: Path) -> None:
+def test_the_reconcile_loop_inside_serve(
+    cluster: Cluster, reconciler_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The loop with the chart's RBAC and its Lease name."""
     labelled_namespace(cluster, "loop", RECONCILE_LABEL)
     cluster.kubectl("apply", "-n", "loop", "-f", "-", input=json.dumps(probe("loop", "sched")))
     assert not injected(stored(cluster, "loop", "Deployment", "sched"))
@@ -728,8 +878,9 @@ def test_the_reconcile_loop_inside_serve(cluster: Cluster, tmp_path: Path) -> No
         reconcile={
             "enabled": True,
             "interval_seconds": 1,
-            "kubeconfig": str(cluster.kubeconfig),
-            "lease_namespace": "loop",
+            "kubeconfig": str(reconciler_kubeconfig),
+            "lease_namespace": RECONCILER,
+            "lease_name": f"{RECONCILER}-reconcile",
             "namespace_label_key": RECONCILE_LABEL,
         },
     )
@@ -744,10 +895,78 @@ def test_the_reconcile_loop_inside_serve(cluster: Cluster, tmp_path: Path) -> No
             in metrics
         )
         lease = json.loads(
-            cluster.kubectl(
-                "get", "lease", "airflow-migration-webhook-reconcile", "-n", "loop", "-o", "json"
-            ).stdout
+            cluster.kubectl("get", "lease", f"{RECONCILER}-reconcile", "-n", RECONCILER, "-o", "json").stdout
         )
         assert lease["spec"]["holderIdentity"]
     finally:
         assert handle.stop() == 0
+
+
+def test_a_refused_object_never_drops_the_rest_of_the_round(
+    cluster: Cluster, reconciler_kubeconfig: Path
+) -> None:
+    """The API server refuses one object's patch (a ValidatingAdmissionPolicy, GA since 1.30): that object
+    is reported failed with its reason, and the others of the round are still patched."""
+    if not cluster.modern:
+        pytest.skip("ValidatingAdmissionPolicy needs Kubernetes >= 1.30; this run has a 1.20 server")
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "e2e-frozen"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "!has(object.metadata.labels) || !('e2e/frozen' in object.metadata.labels)",
+                    "message": "frozen by the test",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "e2e-frozen"},
+        "spec": {
+            "policyName": "e2e-frozen",
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "partial"}}
+            },
+        },
+    }
+    labelled_namespace(cluster, "partial", RECONCILE_LABEL)
+    frozen = probe("partial", "a-frozen")
+    frozen["metadata"]["labels"] = {"e2e/frozen": "yes"}
+    for obj in (frozen, probe("partial", "b-free")):
+        cluster.kubectl("apply", "-n", "partial", "-f", "-", input=json.dumps(obj))
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(policy) + "\n---\n" + json.dumps(binding))
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the policy is picked up asynchronously
+            refused = cluster.kubectl(
+                "label", "-n", "partial", "deployment/a-frozen", "probe=1", "--overwrite", check=False
+            )
+            if refused.returncode != 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert "frozen by the test" in refused.stderr
+        result = reconcile(reconciler_kubeconfig, "--namespace", "partial", "-o", "json")
+        outcomes = {o["name"]: o for o in json.loads(result.stdout)}
+        assert outcomes["a-frozen"]["result"] == "failed", outcomes
+        assert any("422" in w or "403" in w for w in outcomes["a-frozen"]["warnings"]), outcomes
+        assert outcomes["b-free"]["result"] == "patched", outcomes
+        assert injected(stored(cluster, "partial", "Deployment", "b-free"))
+        assert result.returncode == 1, "a failed object makes the command's exit non-zero"
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", "e2e-frozen")
