@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from app.admission.metrics import Metrics
 from app.config import ConfigError, Settings, load_settings, problems_of
-from app.engine import Decision, EngineConfig, mutate
+from app.engine import Action, Decision, EngineConfig, Reason, mutate
 from app.logs import configure_logging
 from app.manifests import ManifestStream, StreamKind, UnreadableInput, parse_stream, render_stream
 
@@ -38,10 +39,23 @@ def _env(name: str) -> str | None:
 
 
 def object_ref(obj: dict[str, object]) -> str:
-    """kind/namespace/name, `-` for a missing namespace (cluster-wide renders often lack it)."""
+    """Kind/namespace/name, or Kind/name when the object names no namespace (as `helm template` often
+    renders them)."""
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     assert isinstance(metadata, dict)
-    return f"{obj.get('kind', '?')}/{metadata.get('namespace') or '-'}/{metadata.get('name') or '?'}"
+    namespace = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
+    return f"{obj.get('kind', '?')}/{namespace}{metadata.get('name') or '?'}"
+
+
+def summary(decisions: list[Decision]) -> str:
+    """`39 objects, 4 changed: 3 injected, 1 hook_job_marked, 35 unsupported_kind`."""
+    counts = Counter(decision.reason.value for decision in decisions)
+    changed = sum(decision.action is Action.INJECT for decision in decisions)
+    noun = "object" if len(decisions) == 1 else "objects"
+    by_reason = ", ".join(
+        f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))
+    )
+    return f"{len(decisions)} {noun}, {changed} changed" + (f": {by_reason}" if by_reason else "")
 
 
 def report_line(obj: dict[str, object], decision: Decision) -> str:
@@ -112,24 +126,31 @@ def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: 
         print(f"error: cannot read {args.source or args.file}: {error}", file=stderr)
         return EXIT_USAGE
 
+    if not stream.objects and stream.kind is StreamKind.DOCUMENTS:
+        # a failed `helm template | mutate > airflow.yaml` must not commit an empty file
+        print("error: no Kubernetes objects in the input", file=stderr)
+        return EXIT_USAGE
+
     outputs: list[dict[str, object]] = []
     results: list[dict[str, object]] = []
     report: list[str] = []
-    changed = 0
+    decisions: list[Decision] = []
     for obj in stream.objects:
         result = mutate(obj, args.operation, engine)
         outputs.append(result.object)
-        changed += result.changed
-        report.append(report_line(obj, result.decision))
-        report += [f"  warning: {warning}" for warning in result.decision.warnings]
+        decision = result.decision
+        decisions.append(decision)
+        problem = decision.reason is Reason.INVALID_OBJECT
+        if result.changed or problem or decision.warnings or not args.quiet:
+            report.append(report_line(obj, decision))
+            report += [f"  warning: {warning}" for warning in decision.warnings]
         if stream.kind is StreamKind.RESOURCE_LIST:
-            results += _krm_result(obj, result.decision)
+            results += _krm_result(obj, decision)
     stdout.write(render_stream(stream, outputs, results))
     stdout.flush()
-    if not args.quiet:
-        for line in report:
-            print(line, file=stderr)
-        print(f"{len(stream.objects)} objects, {changed} changed", file=stderr)
+    for line in report:
+        print(line, file=stderr)
+    print(summary(decisions), file=stderr)
     return EXIT_OK
 
 
@@ -298,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("source", nargs="?", help="same as -f (`-` for stdin)")
     m.add_argument("--operation", choices=("CREATE", "UPDATE"), default="CREATE")
     m.add_argument("--config", type=Path, default=_env("CONFIG"), help="configuration file (env AMW_CONFIG)")
-    m.add_argument("-q", "--quiet", action="store_true", help="no per-object report on stderr")
+    m.add_argument(
+        "-q", "--quiet", action="store_true", help="report only changed objects, warnings and problems"
+    )
 
     s = sub.add_parser("serve", help="run the HTTPS admission webhook")
     s.add_argument("--cert-file", type=Path, default=_env("CERT_FILE"), help="env AMW_CERT_FILE")

@@ -19,7 +19,7 @@ fi
 declare -A PINS=(
   [3.0.2]="apache-airflow==3.0.2 apache-airflow-providers-postgres asyncpg psycopg2-binary apache-airflow-providers-fab==2.4.4 apache-airflow-providers-celery==3.26.0"
   [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary apache-airflow-providers-celery==3.13.1"
-  [2.6.3]="apache-airflow==2.6.3 psycopg2-binary pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24"
+  [2.6.3]="apache-airflow==2.6.3 psycopg2-binary celery>=5.2.3,<5.4 pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24"
 )
 mkdir -p "$CACHE"
 for version in 3.0.2 2.10.5 2.6.3; do

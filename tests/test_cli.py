@@ -103,7 +103,7 @@ def test_json_in_json_out_same_order() -> None:
     assert any(
         c["name"] == "airflow-db-migrate" for c in result[1]["spec"]["template"]["spec"]["initContainers"]
     )
-    assert err.splitlines()[-1] == "2 objects, 1 changed"
+    assert err.splitlines()[-1] == "2 objects, 1 changed: 1 injected, 1 not_airflow"
 
 
 def test_list_is_answered_as_a_list() -> None:
@@ -143,10 +143,16 @@ def test_resource_list_runs_as_a_krm_function() -> None:
     }
 
 
-def test_empty_documents_are_dropped_and_quiet_mode_is_silent() -> None:
-    code, out, err = cli_mutate("---\n---\n" + SCHEDULER, "-q")
-    assert code == 0 and err == ""
-    assert len([d for d in yaml.safe_load_all(out) if d]) == 1
+def test_empty_documents_are_kept_and_quiet_mode_reports_only_changes() -> None:
+    text = "---\n---\n" + SCHEDULER + "---\n" + yaml.safe_dump(NGINX)
+    code, out, err = cli_mutate(text, "-q")
+    assert code == 0
+    assert out.startswith("---\n---\n"), "an empty document stays where it was"
+    assert len([d for d in yaml.safe_load_all(out) if d]) == 2
+    assert err.splitlines() == [
+        "Deployment/data/scheduler: inject injected (profile=plain component=scheduler)",
+        "2 objects, 1 changed: 1 injected, 1 not_airflow",
+    ]
 
 
 def test_krm_function_config_overrides_the_engine_configuration() -> None:

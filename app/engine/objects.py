@@ -61,12 +61,13 @@ def copy_path(obj: JsonObject, path: tuple[str, ...]) -> tuple[JsonObject, JsonO
 
 
 def string_map(obj: JsonObject, path: tuple[str, ...]) -> dict[str, str]:
-    """Labels or annotations at `path`, checked to be a string map."""
+    """Labels or annotations at `path`, checked to be a string map. A null value (`user:` with nothing
+    after it) is read as the empty string, as the API server stores it."""
     found = mapping_at(obj, path)
     for key, value in found.items():
-        if not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
             raise InvalidObject(f"{'.'.join(path)}[{key!r}] must be a string")
-    return found
+    return {key: "" if value is None else value for key, value in found.items()}
 
 
 def container_list(spec: JsonObject, key: str) -> list[JsonObject]:

@@ -1,0 +1,123 @@
+"""The offline CLI as GitOps users commit its output: YAML comes back as it was written, plus exactly what
+the engine adds; envelopes, empty input and the report say what they mean."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.engine import EngineConfig, mutate
+from tests.support import CHART_RENDERS, GOLDEN, cli_mutate
+
+RENDERS = sorted(CHART_RENDERS.glob("*.yaml"))
+# lines the engine may add besides the step's own block
+ADDED_KEYS = (
+    "annotations:",
+    "initContainers:",
+    "airflow-migration-webhook/status:",
+    "argocd.argoproj.io/sync-options:",
+)
+
+
+@pytest.mark.parametrize("render", RENDERS, ids=lambda p: p.stem)
+def test_a_render_comes_back_with_additions_only(render: Path) -> None:
+    text = render.read_text()
+    code, out, _ = cli_mutate(text)
+    assert code == 0
+    before, after = text.splitlines(), out.splitlines()
+    opcodes = difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
+    blocks = [after[j1:j2] for tag, _, _, j1, j2 in opcodes if tag != "equal"]
+    assert all(tag in ("equal", "insert") for tag, *_ in opcodes), (
+        "a line of the input was changed or removed"
+    )
+    assert blocks, "nothing was added"
+    for block in blocks:
+        first = block[0].strip()
+        if first == "- name: airflow-db-migrate":  # the step, one list item
+            indent = len(block[0]) - len(block[0].lstrip())
+            assert all(len(line) - len(line.lstrip()) > indent or not line.strip() for line in block[1:])
+        else:
+            assert all(line.strip().startswith(ADDED_KEYS) for line in block), block
+    # and what was added is exactly what the engine adds
+    expected = [mutate(d, "CREATE", EngineConfig()).object for d in yaml.safe_load_all(text) if d]
+    assert [d for d in yaml.safe_load_all(out) if d] == expected
+
+
+def test_an_untouched_stream_comes_back_byte_for_byte() -> None:
+    text = (
+        "# a comment before anything\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 'quoted', namespace: \"x\"}\n"
+        "data:\n  key: |\n    --- not a separator\n  other: yes   # a YAML 1.1 boolean, kept as written\n"
+        "--- # a separator with a comment\n"
+        "# Source: chart/templates/service.yaml\n"
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc\nspec:\n  ports: [{port: 80}]\n"
+        "---\n"
+        "...\n"
+    )
+    code, out, err = cli_mutate(text)
+    assert code == 0, err
+    assert out == text
+
+
+def test_a_changed_document_keeps_its_comments_and_layout() -> None:
+    text = (GOLDEN / "cases" / "official-airflow-2.10-webserver.yaml").read_text()
+    text = text.replace("  name: af-webserver\n", "  name: af-webserver  # keep me\n")
+    code, out, _ = cli_mutate(text)
+    assert code == 0
+    assert "  name: af-webserver  # keep me\n" in out
+    assert out.startswith("# Official-chart webserver on Airflow 2.10")
+    assert "    matchLabels: {tier: airflow, component: webserver, release: af}\n" in out
+
+
+def test_a_one_element_json_array_stays_an_array() -> None:
+    scheduler = yaml.safe_load((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text())
+    code, out, _ = cli_mutate(json.dumps([scheduler]))
+    assert code == 0
+    assert isinstance(json.loads(out), list) and len(json.loads(out)) == 1
+    code, out, _ = cli_mutate(json.dumps(scheduler))
+    assert code == 0 and isinstance(json.loads(out), dict)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "---\n", "---\n---\n", "# only a comment\n", "[]"])
+def test_empty_input_is_an_error(text: str) -> None:
+    code, out, err = cli_mutate(text)
+    assert code == 2 and out == ""
+    assert "error: no Kubernetes objects in the input" in err
+
+
+def test_an_empty_resource_list_is_valid() -> None:
+    code, out, _ = cli_mutate(
+        json.dumps({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": []})
+    )
+    assert code == 0
+    assert json.loads(out)["items"] == []
+
+
+def test_null_label_values_do_not_make_an_object_invalid() -> None:
+    code, out, err = cli_mutate((GOLDEN / "cases" / "null-label-values.yaml").read_text())
+    assert code == 0
+    assert "Deployment/af/af-scheduler: inject injected" in err
+    [doc] = [d for d in yaml.safe_load_all(out) if d]
+    assert doc["metadata"]["labels"]["user"] is None, "the chart's value is left as rendered"
+    assert "airflow-db-migrate" in [c["name"] for c in doc["spec"]["template"]["spec"]["initContainers"]]
+
+
+def test_report_names_objects_and_ends_with_counts_per_reason() -> None:
+    text = (
+        (CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml")
+        .read_text()
+        .replace("  namespace: airflow\n", "")
+    )
+    code, _, err = cli_mutate(text)
+    assert code == 0
+    lines = err.splitlines()
+    assert "Deployment/airflow-scheduler: inject injected (profile=official component=scheduler)" in lines
+    assert not any("/-/" in line for line in lines)
+    assert lines[-1].startswith(f"{len([d for d in yaml.safe_load_all(text) if d])} objects, 3 changed: ")
+    assert "2 injected" in lines[-1] and "1 hook_job_marked" in lines[-1] and "unsupported_kind" in lines[-1]
+    code, _, err = cli_mutate((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text())
+    assert err.splitlines()[-1] == "1 object, 1 changed: 1 injected"
