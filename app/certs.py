@@ -109,7 +109,8 @@ def issue(
 @dataclass(frozen=True)
 class WrittenBundle:
     ca_bundle_b64: str
-    paths: list[Path]
+    written: list[Path]
+    reused: list[Path]  # the existing CA, kept so that a registered caBundle stays valid
 
 
 def write_certificates(
@@ -126,7 +127,8 @@ def write_certificates(
     now = dt.datetime.now(dt.UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
     ca_crt, ca_key = out_dir / "ca.crt", out_dir / "ca.key"
-    if ca_crt.exists() and ca_key.exists() and not overwrite:
+    reused = ca_crt.exists() and ca_key.exists() and not overwrite
+    if reused:
         ca = KeyPair(ca_crt.read_bytes(), ca_key.read_bytes())
     else:
         ca = new_ca("airflow-migration-webhook-ca", ca_days, now)
@@ -135,9 +137,12 @@ def write_certificates(
     leaf = issue(ca, dns_names, ip_addresses, days, now)
     write_atomically(out_dir / "tls.key", leaf.key_pem, 0o600)
     write_atomically(out_dir / "tls.crt", leaf.cert_pem, 0o644)
+    ca_files = [ca_crt, ca_key]
+    leaf_files = [out_dir / "tls.crt", out_dir / "tls.key"]
     return WrittenBundle(
         ca_bundle_b64=base64.b64encode(ca.cert_pem).decode(),
-        paths=[ca_crt, ca_key, out_dir / "tls.crt", out_dir / "tls.key"],
+        written=leaf_files if reused else ca_files + leaf_files,
+        reused=ca_files if reused else [],
     )
 
 

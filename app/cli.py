@@ -96,20 +96,30 @@ def _krm_result(obj: dict[str, object], decision: Decision) -> list[dict[str, ob
 
 
 def _krm_engine_config(stream: ManifestStream, engine: EngineConfig) -> EngineConfig:
-    """A KRM function's ConfigMap `functionConfig.data` overrides top-level engine settings
-    (`migrating_components: scheduler,web` or `all`, `admin_username`)."""
+    """A KRM function's `functionConfig` overrides top-level engine settings (`migrating_components:
+    scheduler,web` or `all`, `admin_username`): a ConfigMap's `data`, or the `spec` of a typed config.
+    Anything else is refused, never ignored: a setting that silently does nothing is how deadlocks ship."""
     function_config = (
         (stream.envelope or {}).get("functionConfig") if stream.kind is StreamKind.RESOURCE_LIST else None
     )
-    data = function_config.get("data") if isinstance(function_config, dict) else None
-    if not data:
+    if not function_config:
         return engine
-    if not isinstance(data, dict):
-        raise ConfigError("functionConfig.data must be a mapping")
+    if not isinstance(function_config, dict):
+        raise ConfigError("functionConfig must be a Kubernetes object (a ConfigMap with data, or spec)")
+    settings = function_config.get("data", function_config.get("spec"))
+    if settings is None:
+        stray = sorted(set(function_config) - {"apiVersion", "kind", "metadata"})
+        if not stray:
+            return engine
+        raise ConfigError(
+            f"functionConfig carries {', '.join(stray)}: put the settings under data (a ConfigMap) or spec"
+        )
+    if not isinstance(settings, dict):
+        raise ConfigError("functionConfig data/spec must be a mapping")
     try:
-        return EngineConfig.model_validate({**engine.model_dump(), **data})
+        return EngineConfig.model_validate({**engine.model_dump(), **settings})
     except ValidationError as error:
-        raise ConfigError(f"invalid functionConfig.data: {problems_of(error)}") from error
+        raise ConfigError(f"invalid functionConfig: {problems_of(error)}") from error
 
 
 def run_mutate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -219,6 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "health_port": args.health_port,
         "host": args.host,
+        "health_host": args.health_host,
         "max_body_bytes": args.max_body_bytes,
         "log_level": args.log_level,
     }
@@ -295,7 +306,9 @@ def _certs(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     print(bundle.ca_bundle_b64)
-    print(f"wrote {', '.join(str(p) for p in bundle.paths)}", file=sys.stderr)
+    if bundle.reused:
+        print(f"reused {', '.join(str(p) for p in bundle.reused)} (--force makes a new CA)", file=sys.stderr)
+    print(f"wrote {', '.join(str(p) for p in bundle.written)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -341,7 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=_int_env("HEALTH_PORT"),
         help="plain-HTTP /healthz /readyz /metrics port, default 8080 (env AMW_HEALTH_PORT)",
     )
-    s.add_argument("--host", default=_env("HOST"), help="listen address, default 0.0.0.0 (env AMW_HOST)")
+    s.add_argument(
+        "--host", default=_env("HOST"), help="HTTPS listen address, default 0.0.0.0 (env AMW_HOST)"
+    )
+    s.add_argument(
+        "--health-host",
+        default=_env("HEALTH_HOST"),
+        help="health and metrics listen address, default 0.0.0.0 (env AMW_HEALTH_HOST)",
+    )
     s.add_argument(
         "--max-body-bytes",
         type=int,

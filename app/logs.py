@@ -25,9 +25,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# uvicorn logs these once per listener (twice per event here) without naming it; the process logs its own
+# `serving`, `signal received` and `stopped` lines instead. "Uvicorn running on <url>" names its listener.
+_PER_PROCESS = (
+    "Started server process",
+    "Finished server process",
+    "Waiting for application",
+    "Application startup complete",
+    "Shutting down",
+)
+
+
+def _not_per_process(record: logging.LogRecord) -> bool:
+    return not (record.name == "uvicorn.error" and record.getMessage().startswith(_PER_PROCESS))
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(_not_per_process)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -31,6 +31,7 @@ from tests.servers import free_port
 from tests.support import REPO
 
 ETCD = "/usr/bin/etcd"
+SERVERS_USED: list[str] = []  # printed in the test session's summary (tests/conftest.py)
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -133,7 +134,7 @@ def apiserver() -> tuple[Path, tuple[int, int]]:
     found = re.search(r"v(\d+)\.(\d+)", reported)
     if found is None:
         raise RuntimeError(f"{binary} --version said {reported!r}")
-    print(f"\nend-to-end tier: {reported.strip()} ({binary})")
+    SERVERS_USED.append(f"end-to-end tier: {reported.strip()} ({binary})")
     return binary, (int(found.group(1)), int(found.group(2)))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import SERVERS_USED
 from tests.podrunner import PodRun
 from tests.postgres import Postgres
 from tests.support import REPO
@@ -39,3 +40,9 @@ def explain(run: PodRun) -> str:
     return "\n".join(
         f"--- {r.name} rc={r.returncode} ({r.seconds:.1f}s)\n{r.output[-3000:]}" for r in run.runs
     )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which kube-apiserver the end-to-end tier ran on."""
+    for line in dict.fromkeys(SERVERS_USED):
+        terminalreporter.write_line(line)

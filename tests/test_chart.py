@@ -279,12 +279,31 @@ def test_config_map_is_a_valid_server_configuration() -> None:
         (["--set", "tls.mode=secret"], "is required with tls.mode=secret"),
         (["--set", "webhook.timeoutSeconds=60"], "timeoutSeconds"),
         (["--set", "webhook.url=http://x/mutate"], "webhook/url"),
+        # settings that would inject nothing (and so deadlock) are refused as the engine refuses them
+        (["--set-json", "config.migratingComponents=[]"], "migratingComponents"),
+        (["--set-json", 'config.migratingComponents=["schedular"]'], "migratingComponents"),
+        (["--set", "config.migratingComponents=some"], "migratingComponents"),
     ],
 )
 def test_bad_values_are_refused(values: list[str], message: str) -> None:
     result = helm("template", "amw", str(CHART), *values, check=False)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_schema_knows_exactly_the_engine_components() -> None:
+    import json
+
+    from app.engine.profiles import KNOWN_COMPONENTS
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    choices = schema["properties"]["config"]["properties"]["migratingComponents"]["oneOf"]
+    assert set(choices[1]["items"]["enum"]) == KNOWN_COMPONENTS
+    for value in ("all", "All", " ALL "):
+        assert (
+            helm("template", "amw", str(CHART), "--set", f"config.migratingComponents={value}").returncode
+            == 0
+        )
 
 
 def test_notes_tell_how_to_opt_in() -> None:

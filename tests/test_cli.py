@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -172,4 +173,23 @@ def test_krm_function_config_overrides_the_engine_configuration() -> None:
     assert yaml.safe_load(out)["results"][0]["message"].startswith("skip component_not_migrating")
     resource_list["functionConfig"]["data"] = {"surprise": "yes"}
     code, out, err = cli_mutate(yaml.safe_dump(resource_list))
-    assert (code, out) == (2, "") and "invalid functionConfig.data: surprise" in err
+    assert (code, out) == (2, "") and "invalid functionConfig: surprise" in err
+
+
+def test_certs_says_which_files_it_reused_and_which_it_wrote(tmp_path: Path) -> None:
+    out_dir = tmp_path / "certs"
+    for run in ("first", "second"):
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "certs", "--out-dir", str(out_dir)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        if run == "first":
+            assert lines == [
+                f"wrote {out_dir}/ca.crt, {out_dir}/ca.key, {out_dir}/tls.crt, {out_dir}/tls.key"
+            ]
+        else:
+            assert lines == [
+                f"reused {out_dir}/ca.crt, {out_dir}/ca.key (--force makes a new CA)",
+                f"wrote {out_dir}/tls.crt, {out_dir}/tls.key",
+            ]

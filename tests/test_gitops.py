@@ -121,3 +121,57 @@ def test_report_names_objects_and_ends_with_counts_per_reason() -> None:
     assert "2 injected" in lines[-1] and "1 hook_job_marked" in lines[-1] and "unsupported_kind" in lines[-1]
     code, _, err = cli_mutate((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text())
     assert err.splitlines()[-1] == "1 object, 1 changed: 1 injected"
+
+
+# --- settings that would inject nothing are refused everywhere -----------------------------------------
+
+NOTHING_OR_TYPO = ["", ",", " , ", "schedular", "scheduler,schedular"]
+
+
+def resource_list(data: dict[str, object], key: str = "data") -> str:
+    scheduler = yaml.safe_load((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text())
+    return json.dumps(
+        {
+            "apiVersion": "config.kubernetes.io/v1",
+            "kind": "ResourceList",
+            "items": [scheduler],
+            "functionConfig": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "fn"},
+                key: data,
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("value", NOTHING_OR_TYPO)
+def test_krm_function_config_that_would_inject_nothing_is_refused(value: str) -> None:
+    code, out, err = cli_mutate(resource_list({"migrating_components": value}))
+    assert code == 2 and out == ""
+    assert "migrating_components" in err
+
+
+@pytest.mark.parametrize("value", NOTHING_OR_TYPO)
+def test_config_file_that_would_inject_nothing_is_refused(value: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"engine": {"migrating_components": value}}))
+    code, _, err = cli_mutate(
+        (GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text(), "--config", str(config)
+    )
+    assert code == 2 and "migrating_components" in err
+
+
+@pytest.mark.parametrize("value", ["all", "All", " ALL ", "all "])
+def test_all_in_any_case_and_spacing(value: str) -> None:
+    code, out, _ = cli_mutate(resource_list({"migrating_components": value}))
+    assert code == 0
+    assert "airflow-db-migrate" in out
+
+
+def test_function_config_spec_is_read_and_stray_keys_are_refused() -> None:
+    code, out, err = cli_mutate(resource_list({"migrating_components": "worker"}, key="spec"))
+    assert code == 0 and "airflow-db-migrate" not in json.dumps(json.loads(out)["items"])
+    assert "component_not_migrating" in err
+    code, _, err = cli_mutate(resource_list({"migrating_components": "all"}, key="settings"))
+    assert code == 2 and "put the settings under data" in err

@@ -288,6 +288,14 @@ def test_health_metrics_and_log_lines(webhook: WebhookProcess, client: httpx.Cli
     assert len(mine) == 1
     assert mine[0]["msg"] == "review" and mine[0]["decision"] == "inject" and mine[0]["reason"] == "injected"
     assert {"kind", "namespace", "name", "operation", "duration_ms"} <= set(mine[0])
+    refused = [line for line in lines if line.get("msg") == "bad request"]
+    assert {line["status"] for line in refused} >= {400, 415}, "415s are logged like the 400s"
+    assert not any(line["msg"].startswith("Started server process") for line in lines), "one line per event"
+    starts = [line["msg"] for line in lines if line["msg"].startswith("Uvicorn running")]
+    assert sorted(s.split("://")[0] for s in starts) == [
+        "Uvicorn running on http",
+        "Uvicorn running on https",
+    ]
 
 
 def test_webhook_port_speaks_only_tls_1_2_or_newer(webhook: WebhookProcess) -> None:

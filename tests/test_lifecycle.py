@@ -286,3 +286,34 @@ def test_a_slow_engine_is_cut_off_inside_the_api_server_timeout() -> None:
 )
 def test_parse_timeout(value: str, seconds: float | None) -> None:
     assert parse_timeout(value) == seconds
+
+
+def test_an_idle_keep_alive_client_that_never_answers_does_not_hold_shutdown(tmp_path: Path) -> None:
+    """A client that keeps an idle HTTPS connection and never reads (so never answers the TLS close) must
+    not keep the process alive for the whole grace period: with nothing in flight it exits within the
+    drain delay plus a second."""
+    drain = 0.5
+    webhook = start_webhook(tmp_path, server={"drain_delay_seconds": drain, "shutdown_grace_seconds": 20})
+    context = webhook.tls_context()
+    raw = socket.create_connection(("127.0.0.1", webhook.port))
+    conn = context.wrap_socket(raw, server_hostname="localhost")
+    body = json.dumps(review(SCHEDULER)).encode()
+    conn.sendall(
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    response = b""
+    while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+        response += conn.recv(65536)
+    assert response.startswith(b"HTTP/1.1 200")
+    try:
+        signalled = time.monotonic()
+        webhook.process.send_signal(signal.SIGTERM)
+        code = webhook.process.wait(30)
+        elapsed = time.monotonic() - signalled
+    finally:
+        raw.close()
+    assert code == 0
+    assert elapsed < drain + 1, f"exit took {elapsed:.1f} s with one idle keep-alive connection"
+    assert '"stopped"' in webhook.log()

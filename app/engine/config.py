@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.engine.profiles import KNOWN_COMPONENTS
+
 DEFAULT_MIGRATING_COMPONENTS = ("scheduler", "api-server", "webserver", "web")
 
 
@@ -35,11 +37,27 @@ class EngineConfig(BaseModel):
     @field_validator("migrating_components", mode="before")
     @classmethod
     def _normalise_components(cls, value: object) -> object:
-        if isinstance(value, str) and value != "all":
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        if isinstance(value, list):
-            return tuple(value)
-        return value
+        """`all` in any case and spacing, or a comma-separated string or list of known component names. A
+        setting that names nothing, or only typos, would inject nothing and render exactly the manifests
+        that deadlock: it is refused."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        parts = tuple(str(part).strip().lower() for part in value if str(part).strip())
+        if parts == ("all",):
+            return "all"
+        if not parts:
+            raise ValueError(
+                "names no component, so nothing would migrate and the pods would wait forever; "
+                "give component names (e.g. scheduler,web) or all"
+            )
+        unknown = sorted(set(parts) - KNOWN_COMPONENTS)
+        if unknown:
+            raise ValueError(
+                f"unknown component {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_COMPONENTS))} or all"
+            )
+        return parts
 
     def migrates(self, component: str | None) -> bool:
         if self.migrating_components == "all":

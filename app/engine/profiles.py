@@ -75,6 +75,8 @@ class Profile:
     # a mount the extra env relies on; without it a warning says what will not work
     required_mount: str | None = None
     component_env: str | None = None  # env var naming the component when labels do not
+    # the component names this flavour's charts use (what `migrating_components` may name)
+    components: frozenset[str] = frozenset()
 
     def matches_labels(self, labels: dict[str, str]) -> bool:
         return bool(self.labels) and all(labels.get(key) == value for key, value in self.labels)
@@ -88,6 +90,9 @@ OFFICIAL = Profile(
     labels=(("tier", "airflow"),),
     image_pattern=re.compile(r"(^|/)apache/airflow(:|@|$)"),
     component_label="component",
+    components=frozenset(
+        {"scheduler", "api-server", "webserver", "triggerer", "dag-processor", "worker", "flower", "statsd"}
+    ),
     wait_container_names=("wait-for-airflow-migrations",),
     migration_job_components=frozenset({"run-airflow-migrations"}),
     step=StepRecipe(StepStyle.ENTRYPOINT_ARGS, ("bash", "-c")),
@@ -100,6 +105,7 @@ BITNAMI = Profile(
     labels=(("app.kubernetes.io/name", "airflow"),),
     image_pattern=re.compile(r"(^|/)bitnami(legacy)?/airflow(:|@|$)"),
     component_label="app.kubernetes.io/component",
+    components=frozenset({"scheduler", "web", "worker", "triggerer", "dag-processor"}),
     main_container_name="airflow-{component}",
     wait_container_names=("wait-for-db-migrations",),
     migration_job_components=frozenset({"setup-db"}),
@@ -130,11 +136,17 @@ BITNAMI = Profile(
 PLAIN = Profile(
     name="plain",
     wait_container_names=("wait-for-airflow-migrations", "wait-for-db-migrations"),
+    # what `running_component` reads from `airflow <component>` commands
+    components=frozenset(
+        {"scheduler", "webserver", "api-server", "triggerer", "dag-processor", "worker", "flower", "kerberos"}
+        | {"standalone"}
+    ),
 )
 
 # Checked in order: a labelled chart wins over a bare image match; `plain` is the fallback.
 PROFILES: tuple[Profile, ...] = (OFFICIAL, BITNAMI)
 FALLBACK = PLAIN
+KNOWN_COMPONENTS = frozenset().union(*(profile.components for profile in (*PROFILES, FALLBACK)))
 
 # Any init container that waits with one of these is the chart's wait-for-migrations container.
 WAIT_COMMAND = re.compile(r"db\s+check-migrations|airflow_wait_for_db_migrations")
