@@ -20,7 +20,7 @@ step "lint: ruff, mypy, import contracts, hadolint, shellcheck"
 if ! contracts=$(.venv/bin/lint-imports --no-cache 2>&1); then echo "$contracts"; exit 1; fi
 grep -E "KEPT|BROKEN" <<< "$contracts"
 .venv/bin/hadolint Dockerfile
-.venv/bin/shellcheck scripts/*.sh .ci/run
+.venv/bin/shellcheck scripts/*.sh examples/kustomize/*.sh .ci/run
 if [ "${FAST:-}" = 1 ]; then
   echo "!! FAST=1: SKIPPING the end-to-end tier (real kube-apiserver) and the Airflow tier (real Airflow +" >&2
   echo "!! PostgreSQL). CI never sets this." >&2

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from app.engine import EngineConfig, mutate
-from tests.support import CHART_RENDERS, GOLDEN, cli_mutate
+from tests.support import CHART_RENDERS, GOLDEN, REPO, cli_mutate
 
 RENDERS = sorted(CHART_RENDERS.glob("*.yaml"))
 # lines the engine may add besides the step's own block
@@ -175,3 +177,71 @@ def test_function_config_spec_is_read_and_stray_keys_are_refused() -> None:
     assert "component_not_migrating" in err
     code, _, err = cli_mutate(resource_list({"migrating_components": "all"}, key="settings"))
     assert code == 2 and "put the settings under data" in err
+
+
+# --- the KRM exec function, as kustomize runs it ---------------------------------------------------------
+
+EXAMPLE = GOLDEN.parent.parent / "examples" / "kustomize"
+
+
+def kustomize_input(render: Path) -> str:
+    """A ResourceList as kustomize v5 writes it to an exec function: YAML, every item annotated with its
+    index and path, the function's ConfigMap as functionConfig."""
+    items = []
+    for index, doc in enumerate(d for d in yaml.safe_load_all(render.read_text()) if d):
+        annotations = doc.setdefault("metadata", {}).setdefault("annotations", None) or {}
+        annotations.update(
+            {
+                "config.kubernetes.io/index": str(index),
+                "internal.config.kubernetes.io/index": str(index),
+                "internal.config.kubernetes.io/annotations-migration-resource-id": str(index),
+                "config.kubernetes.io/path": f"airflow_{index}.yaml",
+                "internal.config.kubernetes.io/path": f"airflow_{index}.yaml",
+                "internal.config.kubernetes.io/id": str(index + 1),
+            }
+        )
+        doc["metadata"]["annotations"] = annotations
+        items.append(doc)
+    function_config = yaml.safe_load((EXAMPLE / "airflow-migration-webhook.yaml").read_text())
+    return yaml.safe_dump(
+        {
+            "apiVersion": "config.kubernetes.io/v1",
+            "kind": "ResourceList",
+            "items": items,
+            "functionConfig": function_config,
+        },
+        sort_keys=False,
+    )
+
+
+@pytest.mark.parametrize("render", RENDERS, ids=lambda p: p.stem)
+def test_the_shipped_krm_wrapper_answers_kustomize_in_kind(render: Path) -> None:
+    text = kustomize_input(render)
+    result = subprocess.run(
+        [str(EXAMPLE / "airflow-migration-webhook-krm.sh")],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AMW_BIN": str(REPO / ".venv" / "bin" / "airflow-migration-webhook")},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    sent, answer = yaml.safe_load(text), yaml.safe_load(result.stdout)
+    assert (answer["apiVersion"], answer["kind"]) == ("config.kubernetes.io/v1", "ResourceList")
+    assert answer["functionConfig"] == sent["functionConfig"]
+    assert len(answer["items"]) == len(sent["items"])
+    for before, after in zip(sent["items"], answer["items"], strict=True):
+        kept = {
+            k: v
+            for k, v in after["metadata"]["annotations"].items()
+            if k in before["metadata"]["annotations"]
+        }
+        assert kept == before["metadata"]["annotations"], "kustomize's annotations must come back unchanged"
+    expected = [mutate(item, "CREATE", EngineConfig()).object for item in sent["items"]]
+    assert answer["items"] == expected
+    assert {r["severity"] for r in answer["results"]} <= {"info", "warning"}
+    # only additions: the text kustomize sent is all there, in order
+    opcodes = difflib.SequenceMatcher(
+        None, text.splitlines(), result.stdout.splitlines(), autojunk=False
+    ).get_opcodes()
+    assert all(tag in ("equal", "insert") for tag, *_ in opcodes)
