@@ -22,10 +22,10 @@ grep -E "KEPT|BROKEN" <<< "$contracts"
 .venv/bin/hadolint Dockerfile
 .venv/bin/shellcheck scripts/*.sh examples/kustomize/*.sh .ci/run
 if [ "${FAST:-}" = 1 ]; then
-  echo "!! FAST=1: SKIPPING the end-to-end tier (real kube-apiserver) and the Airflow tier (real Airflow +" >&2
+  echo "!! FAST=1: SKIPPING the end-to-end tier (real kube-apiserver), the image tier and the Airflow tiers (real Airflow +" >&2
   echo "!! PostgreSQL). CI never sets this." >&2
   step "tests"
-  exec .venv/bin/pytest -m "not e2e and not airflow" "$@"
+  exec .venv/bin/pytest -m "not e2e and not airflow and not image" "$@"
 fi
 # slow tiers' tools, built or installed once and cached outside the work tree:
 step "kube-apiserver for the end-to-end tier (first run: unpack 1.32, or build 1.20 from Debian source)"
