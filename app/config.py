@@ -28,6 +28,9 @@ class ServerConfig(BaseModel):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
     # answer well inside the API server's `timeout` (seconds; the smaller of the two wins)
     deadline_seconds: float = Field(4.0, gt=0, le=30)
+    # reviews up to this size run the engine on the event loop (no thread hop; well under a millisecond);
+    # bigger ones run in a worker thread under the deadline. 0: every review goes to the thread.
+    inline_engine_max_bytes: int = Field(256 * 1024, ge=0, le=8 * 1024 * 1024)
     cert_reload_interval_seconds: float = Field(10.0, gt=0, le=3600)
     shutdown_grace_seconds: float = Field(20.0, ge=0, le=300)
     drain_delay_seconds: float = Field(2.0, ge=0, le=60, description="readyz false before closing listeners")

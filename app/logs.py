@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
+
+import orjson
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +23,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 # uvicorn logs these once per listener (twice per event here) without naming it; the process logs its own

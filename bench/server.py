@@ -1,25 +1,18 @@
-"""The real webhook server for the benchmark, or its baseline: the same server, handler, TLS and logging,
-answering `allowed: true` without running the engine."""
+"""The real webhook server for the benchmark: `serve` with its default settings (logging, metrics, engine),
+bound to loopback."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from app.admission.server import run_async, serve
 from app.config import load_settings
-from app.engine import Action, Decision, EngineConfig, MutationResult, Reason, mutate
 from app.logs import configure_logging
-
-
-def allow_only(obj: Any, _operation: str, _config: EngineConfig) -> MutationResult:
-    return MutationResult(obj if isinstance(obj, dict) else {}, Decision(Action.SKIP, Reason.NOT_AIRFLOW))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("webhook", "baseline"), required=True)
     parser.add_argument("--cert-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--health-port", type=int, required=True)
@@ -36,7 +29,7 @@ def main() -> None:
         },
     )
     configure_logging(settings.server.log_level)
-    run_async(serve(settings, run_engine=mutate if args.mode == "webhook" else allow_only))
+    run_async(serve(settings))
 
 
 if __name__ == "__main__":

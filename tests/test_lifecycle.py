@@ -247,16 +247,18 @@ def test_sigterm_drains_and_exits_zero_without_failing_requests(tmp_path: Path) 
 # --- fail-open paths of the handler (in process: the real engine cannot be made to fail) ---------------
 
 
-def _handler(run_engine: Any, deadline: float = 1.0) -> tuple[ReviewHandler, Metrics]:
+def _handler(run_engine: Any, deadline: float = 1.0, inline: int = 0) -> tuple[ReviewHandler, Metrics]:
     metrics = Metrics()
-    return ReviewHandler(EngineConfig(), metrics, deadline, ThreadPoolExecutor(1), run_engine), metrics
+    handler = ReviewHandler(EngineConfig(), metrics, deadline, ThreadPoolExecutor(1), run_engine, inline)
+    return handler, metrics
 
 
-def test_an_engine_exception_is_admitted_with_a_warning() -> None:
+@pytest.mark.parametrize("inline", [0, 1 << 20], ids=["in-a-thread", "on-the-event-loop"])
+def test_an_engine_exception_is_admitted_with_a_warning(inline: int) -> None:
     def broken(*_: object) -> MutationResult:
         raise KeyError("bug")
 
-    handler, metrics = _handler(broken)
+    handler, metrics = _handler(broken, inline=inline)
     body = review(SCHEDULER)
     answer = asyncio.run(handler.handle(json.dumps(body).encode(), "5s"))
     assert answer.status == 200
@@ -267,11 +269,13 @@ def test_an_engine_exception_is_admitted_with_a_warning() -> None:
 
 
 def test_a_slow_engine_is_cut_off_inside_the_api_server_timeout() -> None:
+    """Reviews above inline_engine_max_bytes run in a thread under the deadline (here every review does)."""
+
     def slow(*_: object) -> MutationResult:
         time.sleep(2)
         raise AssertionError("unreachable in time")
 
-    handler, metrics = _handler(slow, deadline=4.0)
+    handler, metrics = _handler(slow, deadline=4.0, inline=0)
     started = time.monotonic()
     answer = asyncio.run(handler.handle(json.dumps(review(SCHEDULER)).encode(), "1s"))
     assert time.monotonic() - started < 1.0

@@ -6,6 +6,8 @@ and a second pass over its own output yields the same container.
 
 from __future__ import annotations
 
+import functools
+
 from app.engine.config import EngineConfig, MigrateStepConfig
 from app.engine.objects import JsonObject, command_line
 from app.engine.profiles import ImageLine, Profile, StepStyle
@@ -51,6 +53,7 @@ _ADMIN_USER = (
 )
 
 
+@functools.lru_cache(maxsize=64)  # pure: the same inputs always give the same script
 def migrate_script(
     preamble: tuple[str, ...], subcommand: str, line: ImageLine, admin_always: bool, bounds: MigrateStepConfig
 ) -> str:

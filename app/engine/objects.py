@@ -64,10 +64,13 @@ def string_map(obj: JsonObject, path: tuple[str, ...]) -> dict[str, str]:
     """Labels or annotations at `path`, checked to be a string map. A null value (`user:` with nothing
     after it) is read as the empty string, as the API server stores it."""
     found = mapping_at(obj, path)
+    nulls = False
     for key, value in found.items():
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            nulls = True
+        elif not isinstance(value, str):
             raise InvalidObject(f"{'.'.join(path)}[{key!r}] must be a string")
-    return {key: "" if value is None else value for key, value in found.items()}
+    return {key: value or "" for key, value in found.items()} if nulls else found
 
 
 def container_list(spec: JsonObject, key: str) -> list[JsonObject]:
