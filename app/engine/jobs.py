@@ -9,7 +9,7 @@ from __future__ import annotations
 from app.engine import annotations as keys
 from app.engine.decision import Reason
 from app.engine.objects import JsonObject, PodView, command_line, mapping_at
-from app.engine.profiles import MIGRATE_COMMAND
+from app.engine.profiles import MIGRATE_COMMAND, matches
 from app.engine.recognise import Recognition
 
 FORCE_OPTION = "Force=true"
@@ -18,7 +18,7 @@ FORCE_OPTION = "Force=true"
 def is_migration_job(view: PodView, recognition: Recognition) -> bool:
     if recognition.component in recognition.profile.migration_job_components:
         return True
-    return any(MIGRATE_COMMAND.search(command_line(c)) for c in view.containers)
+    return any(matches(MIGRATE_COMMAND, command_line(c)) for c in view.containers)
 
 
 def apply_job_rules(job: JsonObject, view: PodView, recognition: Recognition) -> tuple[Reason, list[str]]:

@@ -10,7 +10,7 @@ import functools
 
 from app.engine.config import EngineConfig, MigrateStepConfig
 from app.engine.objects import JsonObject, command_line
-from app.engine.profiles import ImageLine, Profile, StepStyle
+from app.engine.profiles import ImageLine, Profile, StepStyle, matches
 from app.engine.recognise import STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
 
@@ -159,7 +159,7 @@ def build_step(
     line = recipe.line_for(version[0] if version else None)
     subcommand = line.migrate_subcommand or migrate_subcommand(version)
     admin_always = bool(
-        wait is not None and recipe.admin_user_wait and recipe.admin_user_wait.search(command_line(wait))
+        wait is not None and recipe.admin_user_wait and matches(recipe.admin_user_wait, command_line(wait))
     )
     script = migrate_script(recipe.preamble, subcommand, line, admin_always, config.step)
 

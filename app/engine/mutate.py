@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -126,10 +127,15 @@ def _workload(
     return _result(obj, workload, Reason.REINJECTED if had_step else Reason.INJECTED, recognition, warnings)
 
 
+@functools.lru_cache(maxsize=64)
+def _status_text(profile: str, injected: tuple[str, ...]) -> str:
+    status = {"injected": list(injected), "profile": profile, "version": ENGINE_VERSION}
+    return json.dumps(status, sort_keys=True, separators=(",", ":"))
+
+
 def _with_status(obj: JsonObject, recognition: Recognition, injected: list[str]) -> JsonObject:
-    status = {"injected": injected, "profile": recognition.profile.name, "version": ENGINE_VERSION}
     changed, annotations = copy_path(obj, ("metadata", "annotations"))
-    annotations[keys.STATUS] = json.dumps(status, sort_keys=True, separators=(",", ":"))
+    annotations[keys.STATUS] = _status_text(recognition.profile.name, tuple(injected))
     return changed
 
 

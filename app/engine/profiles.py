@@ -7,6 +7,7 @@ chart's migration Jobs. Adding a flavour means adding a profile here, not `if`s 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -155,5 +156,13 @@ AIRFLOW_COMPONENT_COMMAND = re.compile(
     r"(?:^|[\s;&|'\"/])airflow\s+(scheduler|webserver|api-server|triggerer|dag-processor|"
     r"celery\s+worker|celery\s+flower|kerberos|standalone)\b"
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def matches(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """`pattern.search(text)`, remembered: the same chart scripts (kilobytes of shell) reach every review."""
+    return pattern.search(text)
+
+
 # A container (or script) that migrates the database.
 MIGRATE_COMMAND = re.compile(r"(?:^|[\s;&|'\"/])(?:airflow|airflow_execute)\s+db\s+(migrate|upgrade|init)\b")

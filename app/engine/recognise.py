@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.engine.objects import JsonObject, PodView, command_line, image_repository_name
-from app.engine.profiles import AIRFLOW_COMPONENT_COMMAND, FALLBACK, PROFILES, WAIT_COMMAND, Profile
+from app.engine.profiles import AIRFLOW_COMPONENT_COMMAND, FALLBACK, PROFILES, WAIT_COMMAND, Profile, matches
 
 STEP_CONTAINER_NAME = "airflow-db-migrate"
 
@@ -29,7 +29,7 @@ def is_airflow_container(container: JsonObject) -> bool:
 
 def running_component(container: JsonObject) -> str | None:
     """`airflow celery worker` -> `worker`; `exec airflow scheduler` -> `scheduler`."""
-    found = AIRFLOW_COMPONENT_COMMAND.search(command_line(container))
+    found = matches(AIRFLOW_COMPONENT_COMMAND, command_line(container))
     if found is None:
         return None
     return found.group(1).split()[-1]
@@ -84,6 +84,6 @@ def wait_container_index(init_containers: list[JsonObject], profile: Profile) ->
         name = container.get("name")
         if name == STEP_CONTAINER_NAME:
             continue
-        if name in profile.wait_container_names or WAIT_COMMAND.search(command_line(container)):
+        if name in profile.wait_container_names or matches(WAIT_COMMAND, command_line(container)):
             return index
     return None
