@@ -465,10 +465,8 @@ def test_match_conditions_keep_non_airflow_objects_away_and_let_every_airflow_on
     labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
     apply_render(cluster, namespace, docs)
     _, _, report = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
-    decisions = {
-        found.group(1): found.group(2)
-        for found in re.finditer(r"^(?:Deployment|StatefulSet|Job)/[^/]+/(\S+): \w+ (\w+)", report, re.M)
-    }
+    line = re.compile(r"^(?:Deployment|StatefulSet|Job)/(?:[^/\s]+/)?([^/\s]+): \w+ (\w+)", re.M)
+    decisions = {found.group(1): found.group(2) for found in line.finditer(report)}
     sent = {line["name"] for line in reviews(handle, namespace)}
     kept_away = {name for name, reason in decisions.items() if reason == "not_airflow"}
     changed = {name for name, reason in decisions.items() if reason in ("injected", "hook_job_marked")}
