@@ -489,7 +489,8 @@ def workload_specs(cluster: Cluster, namespace: str) -> dict[str, Any]:
     found = {}
     for kind in ("deployments", "statefulsets", "jobs"):
         for item in json.loads(cluster.kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]:
-            found[f"{kind}/{item['metadata']['name']}"] = (item["spec"], item["metadata"]["generation"])
+            # (1.20 gives Jobs no generation)
+            found[f"{kind}/{item['metadata']['name']}"] = (item["spec"], item["metadata"].get("generation"))
     return found
 
 
@@ -517,6 +518,10 @@ def test_no_drift_with_argocd_server_side_apply(
 ) -> None:
     """Argo CD's `ServerSideApply=true`: the workloads are injected, a second apply changes no spec and
     starts no rollout, and a server-side diff with Argo CD's field manager reports nothing."""
+    if not cluster.modern:
+        pytest.skip(
+            "1.20's server-side apply refuses the renders' Service ports without `protocol` (fixed later)"
+        )
     namespace = "ssa-" + render.replace(".", "-")[:40]
     labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
     text = render_text(cluster, render)
