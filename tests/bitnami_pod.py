@@ -25,13 +25,11 @@ from __future__ import annotations
 import base64
 import os
 import shlex
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.podrunner import ContainerRun, PodRun
+from tests.podrunner import PodRun, run_container
 from tests.support import BITNAMI_SCRIPTS
 
 UID = 1001
@@ -221,23 +219,10 @@ class BitnamiPod:
             root.mkdir(exist_ok=True)
             argv = [*container.get("command", []), *container.get("args", [])]
             setup = self._setup_script(container, volumes, root)
-            started = time.monotonic()
-            process = subprocess.run(
-                ["unshare", "--mount", "--propagation", "private", "bash", "-c", setup, "container", *argv],
-                env=self.env_of(container),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-            result.runs.append(
-                ContainerRun(
-                    container["name"],
-                    process.returncode,
-                    process.stdout + process.stderr,
-                    time.monotonic() - started,
-                )
-            )
-            if process.returncode != 0:
+            namespaced = ["unshare", "--mount", "--propagation", "private", "bash", "-c", setup, "container"]
+            run = run_container(container["name"], [*namespaced, *argv], timeout, env=self.env_of(container))
+            result.runs.append(run)
+            if run.returncode != 0:
                 break
         return result
 

@@ -34,6 +34,13 @@ class ContainerRun:
     seconds: float
 
 
+def run_container(name: str, argv: list[str], timeout: float, **options: Any) -> ContainerRun:
+    """Run one container's process to its end, as a kubelet waits for an init container."""
+    started = time.monotonic()
+    process = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **options)
+    return ContainerRun(name, process.returncode, process.stdout + process.stderr, time.monotonic() - started)
+
+
 @dataclass
 class PodRun:
     runs: list[ContainerRun] = field(default_factory=list)
@@ -107,16 +114,8 @@ class PodRunner:
             }
             working = container.get("workingDir")
             cwd = working if working and Path(working).is_dir() else str(scratch)
-            started = time.monotonic()
-            process = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-            result.runs.append(
-                ContainerRun(
-                    container["name"],
-                    process.returncode,
-                    process.stdout + process.stderr,
-                    time.monotonic() - started,
-                )
-            )
-            if process.returncode != 0:
+            run = run_container(container["name"], argv, timeout, env=env, cwd=cwd)
+            result.runs.append(run)
+            if run.returncode != 0:
                 break
         return result
