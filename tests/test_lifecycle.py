@@ -321,3 +321,18 @@ def test_an_idle_keep_alive_client_that_never_answers_does_not_hold_shutdown(tmp
     assert code == 0
     assert elapsed < drain + 1, f"exit took {elapsed:.1f} s with one idle keep-alive connection"
     assert '"stopped"' in webhook.log()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_health_host_flag_and_env_move_the_health_listener(tmp_path: Path, how: str) -> None:
+    """The configuration file binds health to 127.0.0.2; `--health-host` (or AMW_HEALTH_HOST) moves it to
+    127.0.0.1, where start_webhook waits for /readyz, and nothing is left on 127.0.0.2."""
+    flags = ["--health-host", "127.0.0.1"] if how == "flag" else None
+    env = {"AMW_HEALTH_HOST": "127.0.0.1"} if how == "env" else None
+    webhook = start_webhook(tmp_path, server={"health_host": "127.0.0.2"}, env=env, extra_args=flags)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{webhook.health_port}/readyz").text == "ok"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.2:{webhook.health_port}/readyz", timeout=2)
+    finally:
+        assert webhook.stop() == 0
