@@ -53,11 +53,6 @@ class ManifestStream:
     documents: list[Document] = field(default_factory=list)  # YAML input: the text of each document
     json_array: bool = False  # JSON input was an array (answered as an array, even of one object)
 
-    @property
-    def item_word(self) -> str:
-        """How messages name one object: items of a List or ResourceList, documents of a stream."""
-        return "document" if self.kind is StreamKind.DOCUMENTS else "item"
-
 
 def _check_object(doc: object, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
@@ -105,16 +100,20 @@ def parse_stream(text: str) -> ManifestStream:
             docs: list[object] = [json.loads(text)]
         except json.JSONDecodeError as error:
             raise UnreadableInput(f"document 1: invalid JSON at line {error.lineno}: {error.msg}") from error
+        where = ["document 1"]
     else:
         line = 0
         for chunk in split_documents(text):
             documents.append(Document(chunk, _load_document(chunk, len(documents) + 1, line)))
             line += chunk.count("\n")
-        numbers = [n + 1 for n, document in enumerate(documents) if document.content is not None]
-        docs = [documents[n - 1].content for n in numbers]
+        # messages number documents as written, comment-only ones included
+        numbered = [(n, d.content) for n, d in enumerate(documents, 1) if d.content is not None]
+        docs = [content for _, content in numbered]
+        where = [f"document {n}" for n, _ in numbered]
     json_array = as_json and isinstance(docs[0], list)
     if json_array:
         docs = list(docs[0])  # type: ignore[call-overload]
+        where = [f"item {n}" for n in range(1, len(docs) + 1)]
     if len(docs) == 1 and isinstance(docs[0], dict) and not json_array:
         only = docs[0]
         if only.get("kind") == "ResourceList":
@@ -123,11 +122,6 @@ def parse_stream(text: str) -> ManifestStream:
             )
         if isinstance(only.get("kind"), str) and only["kind"].endswith("List") and "items" in only:
             return ManifestStream(StreamKind.LIST, as_json, _items_of(only, only["kind"]), only, documents)
-    where = (
-        [f"item {n + 1}" for n in range(len(docs))]
-        if json_array
-        else [f"document {n}" for n in (numbers if not as_json else [1])]
-    )
     objects = [_check_object(doc, name) for doc, name in zip(docs, where, strict=True)]
     return ManifestStream(StreamKind.DOCUMENTS, as_json, objects, None, documents, json_array)
 

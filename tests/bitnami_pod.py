@@ -22,7 +22,6 @@ thing `prepare-config` asks of it: `ini-file set --section=S --key=K --value=V -
 
 from __future__ import annotations
 
-import base64
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -225,16 +224,3 @@ class BitnamiPod:
             if run.returncode != 0:
                 break
         return result
-
-
-def render_objects(docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    """ConfigMaps and Secrets of a render, as name -> key -> text."""
-    config_maps, secrets = {}, {}
-    for doc in docs:
-        if doc.get("kind") == "ConfigMap":
-            config_maps[doc["metadata"]["name"]] = dict(doc.get("data") or {})
-        elif doc.get("kind") == "Secret":
-            values = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
-            values.update(doc.get("stringData") or {})
-            secrets[doc["metadata"]["name"]] = values
-    return config_maps, secrets

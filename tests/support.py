@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from app.cli import build_parser, run_mutate
 
@@ -42,3 +44,16 @@ def golden_inputs() -> list[Path]:
 def expected_paths(source: Path) -> tuple[Path, Path]:
     stem = source.stem
     return GOLDEN / "expected" / f"{stem}.injected.yaml", GOLDEN / "expected" / f"{stem}.report.txt"
+
+
+def render_objects(docs: list[dict[str, Any]]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """ConfigMaps and Secrets of a chart render, as name -> key -> text (Secret data decoded)."""
+    config_maps, secrets = {}, {}
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap":
+            config_maps[doc["metadata"]["name"]] = dict(doc.get("data") or {})
+        elif doc.get("kind") == "Secret":
+            values = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+            values.update(doc.get("stringData") or {})
+            secrets[doc["metadata"]["name"]] = values
+    return config_maps, secrets

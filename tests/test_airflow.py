@@ -7,7 +7,6 @@ virtual environments made by scripts/setup-airflow.sh; each image tag maps to th
 
 from __future__ import annotations
 
-import base64
 import copy
 import threading
 import time
@@ -23,7 +22,7 @@ from app.engine.versions import airflow_version
 from tests.conftest import explain, schema_version
 from tests.podrunner import PodRun, PodRunner
 from tests.postgres import Postgres
-from tests.support import CHART_RENDERS, GOLDEN
+from tests.support import CHART_RENDERS, GOLDEN, render_objects
 
 pytestmark = pytest.mark.airflow
 VERSIONS = ("3.0.2", "2.10.5", "2.6.3")
@@ -35,13 +34,8 @@ QUICK = EngineConfig(
 
 
 def render_secrets() -> dict[str, dict[str, str]]:
-    secrets = {}
-    for doc in yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text()):
-        if doc and doc["kind"] == "Secret":
-            values = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
-            values.update(doc.get("stringData") or {})
-            secrets[doc["metadata"]["name"]] = values
-    return secrets
+    docs = yaml.safe_load_all((CHART_RENDERS / "apache-airflow-1.18.0-defaults.yaml").read_text())
+    return render_objects([d for d in docs if d])[1]
 
 
 def official_scheduler(version: str, config: EngineConfig = QUICK) -> dict[str, Any]:

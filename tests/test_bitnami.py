@@ -22,12 +22,12 @@ import yaml
 
 from app.engine import EngineConfig, mutate
 from app.engine.config import MigrateStepConfig
-from tests.bitnami_pod import BitnamiImage, BitnamiPod, render_objects
+from tests.bitnami_pod import BitnamiImage, BitnamiPod
 from tests.conftest import explain, schema_version
 from tests.podrunner import PodRun
 from tests.postgres import Postgres
 from tests.servers import free_port
-from tests.support import CHART_RENDERS
+from tests.support import CHART_RENDERS, render_objects
 
 pytestmark = pytest.mark.airflow
 QUICK = EngineConfig(

@@ -141,22 +141,19 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
-    def abort_idle_connections(self) -> int:
+    def abort_idle_connections(self) -> None:
         """Close at once the connections with no request in flight and nothing left to send.
 
         uvicorn closes an idle connection gracefully, and over TLS that waits for the client's close_notify:
         a client that never reads keeps the process alive for the whole grace period. Nothing is lost by
         aborting such a connection; a connection in the middle of a request is left to finish.
         """
-        aborted = 0
         for connection in list(self.server_state.connections):
             cycle = getattr(connection, "cycle", None)
             transport = getattr(connection, "transport", None)
             idle = cycle is None or getattr(cycle, "response_complete", False)
             if transport is not None and idle and transport.get_write_buffer_size() == 0:
                 transport.abort()
-                aborted += 1
-        return aborted
 
 
 async def _watch_certificate(certificate: ReloadingCertificate, metrics: Metrics, interval: float) -> None:

@@ -29,28 +29,34 @@ _HELPERS = (
     # one Airflow CLI start: succeeds only when the DB is reachable and no migration is pending
     "up_to_date() { out=$(airflow db check-migrations --migration-wait-timeout=0 2>&1); }",
 )
-_ADMIN_USER = (
-    # the same command as the image library's `airflow_create_admin_user`, with its output kept; a racing
-    # pod that created the user first (unique violation here) counts as success when the re-check says so
-    "admin_exists() {",
-    "  out=$(airflow users list --output plain 2>&1) &&",
-    '    printf \'%s\\n\' "$out" | grep -qwF -- "$AIRFLOW_USERNAME"',
-    "}",
-    "ensure_admin() {",
-    "  if admin_exists; then return 0; fi",
-    '  say "creating the admin user $AIRFLOW_USERNAME"',
-    '  if out=$(airflow users create -r Admin -u "$AIRFLOW_USERNAME" -e "$AIRFLOW_EMAIL" \\',
-    '      -p "$AIRFLOW_PASSWORD" -f "$AIRFLOW_FIRSTNAME" -l "$AIRFLOW_LASTNAME" 2>&1); then',
-    '    say "admin user created"',
-    "  elif admin_exists; then",
-    '    say "admin user created by another pod"',
-    "  else",
-    '    say "admin user creation failed; last output:"',
-    '    show "$out"',
-    "    exit 1",
-    "  fi",
-    "}",
-)
+
+
+def _admin_user(mark_created: bool) -> tuple[str, ...]:
+    """`admin_exists` and `ensure_admin`: the same command as the image library's
+    `airflow_create_admin_user`, with its output kept. A racing pod that created the user first (a unique
+    violation here) counts as success when the re-check finds it. `mark_created`: set `created=1` for a
+    `sync-perm` that follows a user this pod created."""
+    return (
+        "admin_exists() {",
+        "  out=$(airflow users list --output plain 2>&1) &&",
+        '    printf \'%s\\n\' "$out" | grep -qwF -- "$AIRFLOW_USERNAME"',
+        "}",
+        "ensure_admin() {",
+        "  if admin_exists; then return 0; fi",
+        '  say "creating the admin user $AIRFLOW_USERNAME"',
+        '  if out=$(airflow users create -r Admin -u "$AIRFLOW_USERNAME" -e "$AIRFLOW_EMAIL" \\',
+        '      -p "$AIRFLOW_PASSWORD" -f "$AIRFLOW_FIRSTNAME" -l "$AIRFLOW_LASTNAME" 2>&1); then',
+        '    say "admin user created"',
+        "  elif admin_exists; then",
+        '    say "admin user created by another pod"',
+        "  else",
+        '    say "admin user creation failed; last output:"',
+        '    show "$out"',
+        "    exit 1",
+        "  fi",
+        *(["  created=1"] if mark_created else []),
+        "}",
+    )
 
 
 @functools.lru_cache(maxsize=64)  # pure: the same inputs always give the same script
@@ -63,9 +69,7 @@ def migrate_script(
     lines = [*preamble, *_HELPERS]
     admin = admin_always or line.admin_user_after_migration
     if admin:
-        lines += _ADMIN_USER
-        if line.sync_perm_after_migration:  # a user this pod created is followed by `sync-perm`
-            lines.insert(len(lines) - 1, "  created=1")
+        lines += _admin_user(mark_created=line.sync_perm_after_migration)
     # the after-migration tail reads `migrated`; without a tail it is not set at all (shellcheck-clean)
     tracked = (admin and not admin_always) or line.sync_perm_after_migration
     lines += [
