@@ -1,23 +1,21 @@
-"""Kubernetes API plumbing shared by the front ends that talk to the API (self-managed TLS, reconcile):
-the client, and a coordination.k8s.io Lease so that one replica at a time writes."""
+"""Kubernetes API plumbing shared by the front ends that talk to the API (self-managed TLS, reconcile,
+doctor): the client, the pod's own namespace and identity, and a coordination.k8s.io Lease so that one
+replica at a time writes."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-Clock = Callable[[], dt.datetime]
+from app.clock import Clock, utc_now
 
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
@@ -29,6 +27,12 @@ def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
     configuration = k8s.Configuration()
     k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     return k8s.ApiClient(configuration)
+
+
+def own_namespace() -> str:
+    """The namespace this pod runs in (its service account says); `default` outside a cluster."""
+    path = SERVICE_ACCOUNT_NAMESPACE
+    return path.read_text().strip() if path.exists() else "default"
 
 
 def default_identity() -> str:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from app.admission.patch import make_patch
-from app.config import ReconcileConfig
-from app.engine import EngineConfig, Reason, mutate
+from app.config import NamespaceLabel
+from app.engine import EngineConfig, Outcome, mutate
+from app.patch import make_patch
 
 log = logging.getLogger("airflow_migration_webhook.reconcile")
 MAX_CONFLICT_RETRIES = 5
@@ -38,20 +39,38 @@ class NotOptedIn(ValueError):
     """The namespace does not carry the opt-in label."""
 
 
-@dataclass
-class Outcome:
+class Result(StrEnum):
+    """What reconcile did to one object: the engine's outcome, applied (or not) to the live object."""
+
+    PATCHED = "patched"  # engine outcome mutated, patch applied
+    WOULD_PATCH = "would_patch"  # engine outcome mutated, --dry-run
+    UNCHANGED = "unchanged"  # engine outcome unchanged
+    SKIPPED = "skipped"  # engine outcome skipped
+    FAILED = "failed"  # engine outcome error, or the API refused the read or the patch
+
+
+_RESULT_OF = {
+    Outcome.UNCHANGED: Result.UNCHANGED,
+    Outcome.SKIPPED: Result.SKIPPED,
+    Outcome.ERROR: Result.FAILED,
+}
+API_ERROR = "api_error"  # the reason of a FAILED result that the API server caused, beside the engine's codes
+
+
+@dataclass(frozen=True)
+class ObjectResult:
     namespace: str
     kind: str
     name: str
-    result: str  # patched | would_patch | unchanged | skipped | failed
-    reason: str
+    result: Result
+    reason: str  # the engine's reason code, or api_error
     retries: int = 0
     warnings: list[str] = field(default_factory=list)
     patch: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Reconciler:
-    def __init__(self, api: k8s.ApiClient, engine: EngineConfig, config: ReconcileConfig) -> None:
+    def __init__(self, api: k8s.ApiClient, engine: EngineConfig, label: NamespaceLabel) -> None:
         self.core = k8s.CoreV1Api(api)
         apps = k8s.AppsV1Api(api)
         # kind -> (list, read, patch) of the apps/v1 API
@@ -68,7 +87,7 @@ class Reconciler:
             ),
         }
         self.engine = engine
-        self.config = config
+        self.label = label
 
     # --- reading (raw JSON, exactly as the API server stores it) ---------------------------------------
 
@@ -76,21 +95,19 @@ class Reconciler:
         return json.loads(response.data)
 
     def opted_in_namespaces(self) -> list[str]:
-        selector = f"{self.config.namespace_label_key}={self.config.namespace_label_value}"
-        listing = self._json(self.core.list_namespace(label_selector=selector, _preload_content=False))
+        listing = self._json(
+            self.core.list_namespace(label_selector=self.label.selector, _preload_content=False)
+        )
         return sorted(item["metadata"]["name"] for item in listing["items"])
 
     def check_opted_in(self, namespace: str) -> None:
         labels = self._json(self.core.read_namespace(namespace, _preload_content=False))["metadata"].get(
             "labels"
         )
-        if (labels or {}).get(self.config.namespace_label_key) != self.config.namespace_label_value:
-            raise NotOptedIn(
-                f"namespace {namespace} does not carry "
-                f"{self.config.namespace_label_key}={self.config.namespace_label_value}"
-            )
+        if (labels or {}).get(self.label.key) != self.label.value:
+            raise NotOptedIn(f"namespace {namespace} does not carry {self.label.selector}")
 
-    def _list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+    def workloads(self, kind: str, namespace: str) -> list[dict[str, Any]]:
         items = self._json(self._calls[kind][0](namespace, _preload_content=False))["items"]
         return [{"apiVersion": "apps/v1", "kind": kind, **item} for item in items]
 
@@ -106,39 +123,36 @@ class Reconciler:
 
     # --- one object ------------------------------------------------------------------------------------
 
-    def reconcile_object(self, live: dict[str, Any], dry_run: bool) -> Outcome:
+    def reconcile_object(self, live: dict[str, Any], dry_run: bool) -> ObjectResult:
+        """Engine, diff, guarded patch; on a conflict read the object again and start over."""
         metadata = live["metadata"]
         kind, namespace, name = live["kind"], metadata["namespace"], metadata["name"]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             result = mutate(live, "UPDATE", self.engine)
-            outcome = Outcome(
+            decision = result.decision
+            base = ObjectResult(
                 namespace,
                 kind,
                 name,
-                "unchanged",
-                result.decision.reason.value,
+                _RESULT_OF.get(decision.outcome, Result.FAILED),
+                decision.reason.value,
                 attempt,
-                list(result.decision.warnings),
+                list(decision.warnings),
             )
             if not result.changed:
-                if result.decision.reason is not Reason.UP_TO_DATE:
-                    outcome.result = "skipped"
-                return outcome
-            outcome.patch = make_patch(live, result.object)
+                return base
+            patch = make_patch(live, result.object)
             if dry_run:
-                outcome.result = "would_patch"
-                return outcome
-            guarded = [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]},
-                *outcome.patch,
-            ]
+                return replace(base, result=Result.WOULD_PATCH, patch=patch)
+            test = {"op": "test", "path": "/metadata/resourceVersion", "value": metadata["resourceVersion"]}
             try:
-                self._patch(kind, namespace, name, guarded)
+                self._patch(kind, namespace, name, [test, *patch])
             except ApiException as error:
                 if error.status not in (409, 422) or attempt == MAX_CONFLICT_RETRIES:
-                    outcome.result = "failed"
-                    outcome.warnings.append(f"patch refused: {error.status} {error.reason}")
-                    return outcome
+                    refused = f"patch refused: {error.status} {error.reason}"
+                    return replace(
+                        base, result=Result.FAILED, patch=patch, warnings=[*base.warnings, refused]
+                    )
                 log.info(
                     "object changed concurrently; reading it again",
                     extra={"fields": {"kind": kind, "namespace": namespace, "name": name}},
@@ -146,57 +160,56 @@ class Reconciler:
                 live = self._read(kind, namespace, name)
                 metadata = live["metadata"]
                 continue
-            outcome.result = "patched"
-            return outcome
+            return replace(base, result=Result.PATCHED, patch=patch)
         raise AssertionError("unreachable")
 
-    def _guarded(self, live: dict[str, Any], dry_run: bool) -> Outcome:
-        """One object's outcome; an API error is that object's failure, never the round's."""
+    def _guarded(self, live: dict[str, Any], dry_run: bool) -> ObjectResult:
+        """One object's result; an API error is that object's failure, never the round's."""
         try:
             return self.reconcile_object(live, dry_run)
         except ApiException as error:
             metadata = live["metadata"]
-            return Outcome(
+            return ObjectResult(
                 metadata["namespace"],
                 live["kind"],
                 metadata["name"],
-                "failed",
-                "api_error",
+                Result.FAILED,
+                API_ERROR,
                 warnings=[f"{error.status} {error.reason}"],
             )
 
-    def run(self, namespaces: list[str], dry_run: bool) -> Iterator[Outcome]:
+    def run(self, namespaces: list[str], dry_run: bool) -> Iterator[ObjectResult]:
         for namespace in namespaces:
             for kind in self._calls:
                 try:
-                    listing = self._list(kind, namespace)
+                    listing = self.workloads(kind, namespace)
                 except ApiException as error:
                     # the round goes on with the other kinds and namespaces
-                    outcome = Outcome(
+                    failed = ObjectResult(
                         namespace,
                         kind,
                         "*",
-                        "failed",
-                        "api_error",
+                        Result.FAILED,
+                        API_ERROR,
                         warnings=[f"list refused: {error.status}"],
                     )
-                    log.warning("reconcile", extra={"fields": _fields(outcome)})
-                    yield outcome
+                    log.warning("reconcile", extra={"fields": _fields(failed)})
+                    yield failed
                     continue
                 for live in listing:
-                    outcome = self._guarded(live, dry_run)
-                    level = logging.WARNING if outcome.result == "failed" else logging.INFO
-                    log.log(level, "reconcile", extra={"fields": _fields(outcome)})
-                    yield outcome
+                    done = self._guarded(live, dry_run)
+                    level = logging.WARNING if done.result is Result.FAILED else logging.INFO
+                    log.log(level, "reconcile", extra={"fields": _fields(done)})
+                    yield done
 
 
-def _fields(outcome: Outcome) -> dict[str, Any]:
-    return {k: v for k, v in asdict(outcome).items() if k != "patch"}
+def _fields(done: ObjectResult) -> dict[str, Any]:
+    return {k: v for k, v in asdict(done).items() if k != "patch"}
 
 
-def table(outcomes: list[Outcome]) -> str:
+def table(results: list[ObjectResult]) -> str:
     rows = [("NAMESPACE", "KIND", "NAME", "RESULT", "REASON")]
-    rows += [(o.namespace, o.kind, o.name, o.result, o.reason) for o in outcomes]
+    rows += [(o.namespace, o.kind, o.name, o.result.value, o.reason) for o in results]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return (
         "\n".join(

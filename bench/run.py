@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import yaml
 
-from app.certs import write_certificates
+from app.tls.issue import write_certificates
 from tests.servers import free_port
 from tests.support import ADMISSION_FIXTURES, CHART_RENDERS, REPO
 
@@ -132,16 +132,18 @@ def wrk(url: str, listing: Path, connections: int, duration: int) -> dict[str, f
 class Server:
     def __init__(self, kind: str, certs: Path, log: Path) -> None:
         self.port, self.health = free_port(), free_port()
-        script = {"bare": "bare.py", "webhook": "server.py"}[kind]
+        if kind == "bare":
+            command = [str(REPO / "bench" / "bare.py"), "--cert-dir", str(certs)]
+        else:  # the production entry point with its defaults, bound to loopback
+            command = ["-m", "app", "serve", "--cert-file", str(certs / "tls.crt"), "--key-file"]
+            command += [str(certs / "tls.key"), "--host", "127.0.0.1", "--health-host", "127.0.0.1"]
         self.process = subprocess.Popen(
             [
                 "taskset",
                 "-c",
                 "0",
                 sys.executable,
-                str(REPO / "bench" / script),
-                "--cert-dir",
-                str(certs),
+                *command,
                 "--port",
                 str(self.port),
                 "--health-port",

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from app.certs import write_certificates
+from app.tls.issue import write_certificates
 from tests.support import REPO
 
 
@@ -71,7 +71,10 @@ def start_webhook(
     self_managed: dict[str, object] | None = None,
     env: dict[str, str] | None = None,
     reconcile: dict[str, object] | None = None,
+    top_level: dict[str, object] | None = None,
 ) -> WebhookProcess:
+    """`serve` as users run it; `top_level` adds settings beside the sections (kubeconfig, namespace_label).
+    With self-managed TLS no --cert-file is passed: the server serves the pair it writes to its cert_dir."""
     cert_dir = cert_dir or tmp / "certs"
     if not (cert_dir / "tls.crt").exists():
         write_certificates(cert_dir, ["localhost"], ["127.0.0.1"])
@@ -83,6 +86,7 @@ def start_webhook(
         settings["self_managed_tls"] = self_managed
     if reconcile is not None:
         settings["reconcile"] = reconcile
+    settings.update(top_level or {})
     config.write_text(yaml.safe_dump(settings))
     log_path = tmp / f"webhook-{port}.log"
     args = [
@@ -90,10 +94,11 @@ def start_webhook(
         "-m",
         "app",
         "serve",
-        "--cert-file",
-        str(cert_dir / "tls.crt"),
-        "--key-file",
-        str(cert_dir / "tls.key"),
+        *(
+            []
+            if self_managed
+            else ["--cert-file", str(cert_dir / "tls.crt"), "--key-file", str(cert_dir / "tls.key")]
+        ),
         "--host",
         "127.0.0.1",
         "--port",

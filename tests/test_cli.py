@@ -42,7 +42,7 @@ def test_console_script_and_module_give_the_same_bytes() -> None:
         == script.stdout
         == (GOLDEN / "expected" / "plain-mirror-scheduler.injected.yaml").read_text()
     )
-    assert "Deployment/data/scheduler: inject injected (profile=plain component=scheduler)" in module.stderr
+    assert "Deployment/data/scheduler: mutated injected (profile=plain component=scheduler)" in module.stderr
 
 
 def test_unreadable_yaml_names_the_document_and_writes_nothing() -> None:
@@ -90,7 +90,7 @@ def test_config_file_changes_the_engine(tmp_path) -> None:  # type: ignore[no-un
     config.write_text("engine:\n  migrating_components: [worker]\n")
     code, out, err = cli_mutate(SCHEDULER, "--config", str(config))
     assert code == 0
-    assert "skip component_not_migrating" in err
+    assert "skipped component_not_migrating" in err
     assert yaml.safe_load(out) == yaml.safe_load(SCHEDULER)
 
 
@@ -104,7 +104,7 @@ def test_json_in_json_out_same_order() -> None:
     assert any(
         c["name"] == "airflow-db-migrate" for c in result[1]["spec"]["template"]["spec"]["initContainers"]
     )
-    assert err.splitlines()[-1] == "2 objects, 1 changed: 1 injected, 1 not_airflow"
+    assert err.splitlines()[-1] == "2 objects, 1 mutated: 1 injected, 1 not_airflow"
 
 
 def test_list_is_answered_as_a_list() -> None:
@@ -135,7 +135,7 @@ def test_resource_list_runs_as_a_krm_function() -> None:
     assert result["functionConfig"] == resource_list["functionConfig"]
     assert result["items"][0] == NGINX
     messages = [r["message"] for r in result["results"]]
-    assert messages[0].startswith("skip not_airflow") and messages[1].startswith("inject injected")
+    assert messages[0].startswith("skipped not_airflow") and messages[1].startswith("mutated injected")
     assert result["results"][1]["resourceRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -151,8 +151,8 @@ def test_empty_documents_are_kept_and_quiet_mode_reports_only_changes() -> None:
     assert out.startswith("---\n---\n"), "an empty document stays where it was"
     assert len([d for d in yaml.safe_load_all(out) if d]) == 2
     assert err.splitlines() == [
-        "Deployment/data/scheduler: inject injected (profile=plain component=scheduler)",
-        "2 objects, 1 changed: 1 injected, 1 not_airflow",
+        "Deployment/data/scheduler: mutated injected (profile=plain component=scheduler)",
+        "2 objects, 1 mutated: 1 injected, 1 not_airflow",
     ]
 
 
@@ -170,7 +170,7 @@ def test_krm_function_config_overrides_the_engine_configuration() -> None:
     }
     code, out, _ = cli_mutate(yaml.safe_dump(resource_list))
     assert code == 0
-    assert yaml.safe_load(out)["results"][0]["message"].startswith("skip component_not_migrating")
+    assert yaml.safe_load(out)["results"][0]["message"].startswith("skipped component_not_migrating")
     resource_list["functionConfig"]["data"] = {"surprise": "yes"}
     code, out, err = cli_mutate(yaml.safe_dump(resource_list))
     assert (code, out) == (2, "") and "invalid functionConfig: surprise" in err

@@ -617,7 +617,6 @@ def test_self_managed_tls_rotation_and_lease(cluster: Cluster, tmp_path: Path) -
     write_kubeconfig(kubeconfig, cluster.server, cluster.pki / "ca.crt", {"token": token})
     common = {
         **self_managed,
-        "kubeconfig": str(kubeconfig),
         "sync_interval_seconds": 1,
         "lease_duration_seconds": 5,
     }
@@ -628,12 +627,14 @@ def test_self_managed_tls_rotation_and_lease(cluster: Cluster, tmp_path: Path) -
         port=port,
         server={"cert_reload_interval_seconds": 0.3},
         self_managed={**common, "cert_dir": str(tmp_path / "a" / "tls")},
+        top_level={"kubeconfig": str(kubeconfig)},
         env={"POD_NAME": "replica-a"},
     )
     second = start_webhook(
         tmp_path / "b",
         server={"cert_reload_interval_seconds": 0.3},
         self_managed={**common, "cert_dir": str(tmp_path / "b" / "tls")},
+        top_level={"kubeconfig": str(kubeconfig)},
         env={"POD_NAME": "replica-b"},
     )
     try:
@@ -846,7 +847,7 @@ def test_reconcile_never_overwrites_a_concurrent_change(
 ) -> None:
     """A change between list and patch: the patch is refused, the object read again (a `get` the chart's
     RBAC must grant) and patched on top of the change."""
-    from app.config import ReconcileConfig
+    from app.config import NamespaceLabel
     from app.engine import EngineConfig
     from app.kube import api_client
     from app.reconcile import Reconciler
@@ -856,9 +857,9 @@ def test_reconcile_never_overwrites_a_concurrent_change(
     reconciler = Reconciler(
         api_client(reconciler_kubeconfig),
         EngineConfig(),
-        ReconcileConfig(namespace_label_key=RECONCILE_LABEL),
+        NamespaceLabel(key=RECONCILE_LABEL),
     )
-    [stale] = reconciler._list("Deployment", "racing")
+    [stale] = reconciler.workloads("Deployment", "racing")
     cluster.kubectl(
         "label", "-n", "racing", "deployment/sched", "changed-meanwhile=yes"
     )  # a concurrent writer
@@ -881,11 +882,10 @@ def test_the_reconcile_loop_inside_serve(
         reconcile={
             "enabled": True,
             "interval_seconds": 1,
-            "kubeconfig": str(reconciler_kubeconfig),
             "lease_namespace": RECONCILER,
             "lease_name": f"{RECONCILER}-reconcile",
-            "namespace_label_key": RECONCILE_LABEL,
         },
+        top_level={"kubeconfig": str(reconciler_kubeconfig), "namespace_label": {"key": RECONCILE_LABEL}},
     )
     try:
         deadline = time.monotonic() + 30

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.certs import issue, new_ca
+from app.tls.issue import issue, new_ca
 from tests.cluster import Cluster, start_cluster
 from tests.servers import start_webhook
 from tests.test_chart import sets

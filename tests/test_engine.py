@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine import Action, EngineConfig, Reason, mutate
+from app.engine import EngineConfig, Outcome, Reason, mutate
 from app.engine.annotations import ARGOCD_SYNC_OPTIONS, STATUS
 from app.engine.recognise import STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
@@ -145,7 +145,7 @@ def test_jobs_are_never_changed_on_update() -> None:
         if doc["kind"] == "Job":
             result = mutate(doc, "UPDATE", CONFIG)
             assert result.object is doc
-            assert result.decision.action is Action.SKIP
+            assert result.decision.outcome is Outcome.SKIPPED
 
 
 @pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
@@ -209,6 +209,50 @@ def test_every_reason_has_a_message() -> None:
         assert reason.message and reason.value == reason.value.lower()
 
 
+def test_the_reason_decides_the_outcome() -> None:
+    """One vocabulary: a decision cannot say `mutated` for a reason that changes nothing, or the reverse."""
+    mutating = {r for r in Reason if r.outcome is Outcome.MUTATED}
+    assert mutating == {
+        Reason.INJECTED,
+        Reason.REINJECTED,
+        Reason.HOOK_JOB_MARKED,
+        Reason.JOB_FORCE_SYNC_ADDED,
+        Reason.JOB_FORCE_SYNC_PRESENT,
+    }
+    assert {r for r in Reason if r.outcome is Outcome.UNCHANGED} == {Reason.UP_TO_DATE}
+    assert {r for r in Reason if r.outcome is Outcome.ERROR} == {Reason.ENGINE_ERROR}
+    seen = set()
+    for source in golden_inputs():
+        text = source.read_text()
+        for doc in filter(None, yaml.safe_load_all(text)):
+            result = mutate(doc, operation_of(text), CONFIG)
+            seen.add(result.decision.reason)
+            assert (result.object is doc) == (not result.changed)
+            assert result.changed == (result.object != doc), f"{source.name}: {result.decision.reason}"
+            again = mutate(result.object, operation_of(text), CONFIG)
+            seen.add(again.decision.reason)
+            assert not again.changed
+    assert Reason.JOB_FORCE_SYNC_PRESENT in seen and Reason.UP_TO_DATE in seen
+
+
+def test_an_engine_bug_is_an_engine_error_and_the_object_passes_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every adapter (HTTPS, CLI, reconcile) gets the same answer, because the engine gives it."""
+    import sys
+
+    engine = sys.modules["app.engine.mutate"]  # the package exports a function of the same name
+
+    def broken(*_: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(engine, "recognise", broken)
+    doc = workloads()[0]
+    result = mutate(doc, "CREATE", CONFIG)
+    assert result.decision.reason is Reason.ENGINE_ERROR and result.object is doc
+    assert "KeyError" in (result.decision.detail or "")
+
+
 # --- every mutated object is valid Kubernetes ---------------------------------------------------------
 
 
@@ -269,7 +313,7 @@ def test_idempotent(case: tuple[dict[str, Any], str]) -> None:
     once = mutate(obj, operation, CONFIG)
     twice = mutate(once.object, operation, CONFIG)
     assert twice.object == once.object
-    assert twice.decision.action is Action.SKIP
+    assert twice.decision.outcome is not Outcome.MUTATED
 
 
 @PROPERTY_SETTINGS
@@ -353,7 +397,7 @@ def test_non_airflow_objects_are_never_changed(
     original = copy.deepcopy(obj)
     result = mutate(obj, operation, CONFIG)
     assert result.object == original
-    assert result.decision.action is Action.SKIP
+    assert result.decision.outcome is Outcome.SKIPPED
 
 
 JSON = st.recursive(

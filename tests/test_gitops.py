@@ -102,7 +102,7 @@ def test_an_empty_resource_list_is_valid() -> None:
 def test_null_label_values_do_not_make_an_object_invalid() -> None:
     code, out, err = cli_mutate((GOLDEN / "cases" / "null-label-values.yaml").read_text())
     assert code == 0
-    assert "Deployment/af/af-scheduler: inject injected" in err
+    assert "Deployment/af/af-scheduler: mutated injected" in err
     [doc] = [d for d in yaml.safe_load_all(out) if d]
     assert doc["metadata"]["labels"]["user"] is None, "the chart's value is left as rendered"
     assert "airflow-db-migrate" in [c["name"] for c in doc["spec"]["template"]["spec"]["initContainers"]]
@@ -117,12 +117,12 @@ def test_report_names_objects_and_ends_with_counts_per_reason() -> None:
     code, _, err = cli_mutate(text)
     assert code == 0
     lines = err.splitlines()
-    assert "Deployment/airflow-scheduler: inject injected (profile=official component=scheduler)" in lines
+    assert "Deployment/airflow-scheduler: mutated injected (profile=official component=scheduler)" in lines
     assert not any("/-/" in line for line in lines)
-    assert lines[-1].startswith(f"{len([d for d in yaml.safe_load_all(text) if d])} objects, 3 changed: ")
+    assert lines[-1].startswith(f"{len([d for d in yaml.safe_load_all(text) if d])} objects, 3 mutated: ")
     assert "2 injected" in lines[-1] and "1 hook_job_marked" in lines[-1] and "unsupported_kind" in lines[-1]
     code, _, err = cli_mutate((GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text())
-    assert err.splitlines()[-1] == "1 object, 1 changed: 1 injected"
+    assert err.splitlines()[-1] == "1 object, 1 mutated: 1 injected"
 
 
 # --- settings that would inject nothing are refused everywhere -----------------------------------------

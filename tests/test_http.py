@@ -286,7 +286,7 @@ def test_health_metrics_and_log_lines(webhook: WebhookProcess, client: httpx.Cli
     lines = [json.loads(line) for line in webhook.log().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("uid") == body["request"]["uid"]]
     assert len(mine) == 1
-    assert mine[0]["msg"] == "review" and mine[0]["decision"] == "inject" and mine[0]["reason"] == "injected"
+    assert mine[0]["msg"] == "review" and mine[0]["outcome"] == "mutated" and mine[0]["reason"] == "injected"
     assert {"kind", "namespace", "name", "operation", "duration_ms"} <= set(mine[0])
     refused = [line for line in lines if line.get("msg") == "bad request"]
     assert {line["status"] for line in refused} >= {400, 415}, "415s are logged like the 400s"

@@ -25,8 +25,8 @@ import httpx
 import jsonpatch
 import pytest
 
-from app.certs import write_certificates
 from app.engine import EngineConfig, mutate
+from app.tls.issue import write_certificates
 from tests.servers import free_port
 from tests.support import ADMISSION_FIXTURES, REPO
 

@@ -20,9 +20,9 @@ import pytest
 from cryptography import x509
 
 from app.admission.handler import ReviewHandler, parse_timeout
-from app.admission.metrics import Metrics
-from app.certs import KeyPair, issue, new_ca, write_certificates
 from app.engine import EngineConfig, MutationResult
+from app.metrics import Metrics
+from app.tls.issue import KeyPair, issue, new_ca, write_certificates
 from tests.servers import WebhookProcess, start_webhook
 from tests.test_http import HEADERS, review
 

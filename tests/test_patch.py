@@ -9,7 +9,7 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.admission.patch import make_patch
+from app.patch import make_patch
 
 KEYS = st.sampled_from(["a", "b", "c/d", "e~f", "metadata", "managedFields", "spec"])
 JSON = st.recursive(

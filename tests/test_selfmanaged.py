@@ -10,7 +10,7 @@ from cryptography import x509
 from kubernetes import client as k8s
 
 from app.config import SelfManagedTLSConfig
-from app.selfmanaged import CertificateManager
+from app.tls.selfmanaged import CertificateManager
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -14,10 +14,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from app.admission.metrics import Metrics
-from app.admission.patch import make_patch
 from app.admission.review import BadReview, ReviewRequest, build_response, parse_review
-from app.engine import Action, EngineConfig, MutationResult, Reason, mutate
+from app.engine import Decision, EngineConfig, MutationResult, Outcome, Reason, mutate
+from app.metrics import Metrics
+from app.patch import make_patch
 
 log = logging.getLogger("airflow_migration_webhook.review")
 WARNING_PREFIX = "airflow-migration-webhook"
@@ -43,12 +43,22 @@ def parse_timeout(value: str | None) -> float | None:
     return None
 
 
-def warnings_for(result: MutationResult) -> list[str]:
-    decision = result.decision
+def warnings_for(decision: Decision) -> list[str]:
+    """What `kubectl` prints: the decision when the object was mutated or the webhook failed, plus the
+    engine's warnings; a skip adds nothing (every non-Airflow object would print one)."""
     lines = [f"{WARNING_PREFIX}: {decision.reason.value}: {warning}" for warning in decision.warnings]
-    if decision.action is Action.INJECT:
+    if decision.outcome in (Outcome.MUTATED, Outcome.ERROR):
         lines.insert(0, f"{WARNING_PREFIX}: {decision.reason.value}: {decision.message}")
     return lines
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """One review's result: the engine's decision and the patch that applies it (None: no change)."""
+
+    decision: Decision
+    patch: list[dict[str, Any]] | None
+    error_cause: str | None = None  # deadline | exception: the engine failed, the object passes unchanged
 
 
 Engine = Callable[[Any, str, EngineConfig], MutationResult]
@@ -94,11 +104,27 @@ class ReviewHandler:
         api_timeout = parse_timeout(timeout_param)
         return self._deadline if api_timeout is None else max(0.05, min(self._deadline, api_timeout * 0.8))
 
-    def _run_engine(self, request: ReviewRequest) -> tuple[MutationResult, list[dict[str, Any]] | None]:
+    def _run_engine(self, request: ReviewRequest) -> Reviewed:
         result = self._mutate(request.object, request.operation, self._engine)
-        if not result.changed:
-            return result, None
-        return result, make_patch(request.object, result.object)
+        patch = make_patch(request.object, result.object) if result.changed else None
+        return Reviewed(
+            result.decision, patch, "exception" if result.decision.reason is Reason.ENGINE_ERROR else None
+        )
+
+    async def _review(self, request: ReviewRequest, size: int, timeout_param: str | None) -> Reviewed:
+        """The engine's answer, inline or in the pool under the deadline; a failure is an `error` outcome."""
+        try:
+            if size <= self._inline_max_bytes:
+                return self._run_engine(request)
+            loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(self._executor, self._run_engine, request)
+            return await asyncio.wait_for(job, timeout=self._budget(timeout_param))
+        except TimeoutError:
+            log.error("engine deadline exceeded", extra={"fields": {"uid": request.uid}})
+            return Reviewed(Decision(Reason.ENGINE_ERROR, detail="deadline exceeded"), None, "deadline")
+        except Exception as error:  # the webhook must answer whatever its engine (or the diff) does
+            log.exception("engine failed", extra={"fields": {"uid": request.uid, "error": repr(error)}})
+            return Reviewed(Decision(Reason.ENGINE_ERROR, detail=repr(error)), None, "exception")
 
     async def handle(self, body: bytes, timeout_param: str | None) -> Answer:
         started = time.perf_counter()
@@ -109,32 +135,16 @@ class ReviewHandler:
             log.warning("bad request", extra={"fields": {"status": 400, "error": str(error)}})
             return Answer(400, {"error": str(error)})
 
-        outcome, reason, warnings, patch = "unchanged", Reason.ENGINE_ERROR.value, [], None
-        decision = None
-        try:
-            if len(body) <= self._inline_max_bytes:
-                result, patch = self._run_engine(request)
-            else:
-                loop = asyncio.get_running_loop()
-                job = loop.run_in_executor(self._executor, self._run_engine, request)
-                result, patch = await asyncio.wait_for(job, timeout=self._budget(timeout_param))
-            decision = result.decision
-            outcome = "mutated" if patch else "unchanged"
-            reason = decision.reason.value
-            warnings = warnings_for(result)
-        except TimeoutError:
-            outcome, patch = "error", None
-            self._metrics.engine_errors.labels(cause="deadline").inc()
-            warnings = [f"{WARNING_PREFIX}: {reason}: deadline exceeded; admitted unchanged"]
-            log.error("engine deadline exceeded", extra={"fields": {"uid": request.uid}})
-        except Exception as error:  # the webhook must answer whatever its engine does
-            outcome, patch = "error", None
-            self._metrics.engine_errors.labels(cause="exception").inc()
-            warnings = [f"{WARNING_PREFIX}: {reason}: {Reason.ENGINE_ERROR.message}"]
-            log.exception("engine failed", extra={"fields": {"uid": request.uid, "error": repr(error)}})
-
+        reviewed = await self._review(request, len(body), timeout_param)
+        decision = reviewed.decision
+        if reviewed.error_cause is not None:
+            self._metrics.engine_errors.labels(cause=reviewed.error_cause).inc()
+        warnings = warnings_for(decision)
         elapsed = time.perf_counter() - started
-        self._count(request.kind or "unknown", request.operation or "unknown", outcome, reason, elapsed)
+        outcome = decision.outcome.value
+        self._count(
+            request.kind or "unknown", request.operation or "unknown", outcome, decision.reason.value, elapsed
+        )
         log.info(
             "review",
             extra={
@@ -145,13 +155,12 @@ class ReviewHandler:
                     "name": request.name,
                     "operation": request.operation,
                     "dry_run": request.dry_run,
-                    "decision": decision.action.value if decision else "skip",
-                    "reason": reason,
                     "outcome": outcome,
-                    "patch_ops": len(patch or []),
+                    "reason": decision.reason.value,
+                    "patch_ops": len(reviewed.patch or []),
                     "warnings": len(warnings),
                     "duration_ms": round(elapsed * 1000, 3),
                 }
             },
         )
-        return Answer(200, build_response(request.api_version, request.uid, patch, warnings))
+        return Answer(200, build_response(request.api_version, request.uid, reviewed.patch, warnings))

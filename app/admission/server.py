@@ -1,18 +1,16 @@
-"""The webhook process: HTTPS `/mutate` on one port, plain-HTTP health and metrics on another.
+"""The HTTP surface: HTTPS `/mutate` on one port, plain-HTTP health and metrics on another.
 
-Thin: reads the body within limits, hands it to ReviewHandler, returns its answer. Owns the lifecycle:
-certificate reloads, readiness, and a graceful SIGTERM (not ready -> drain -> finish in-flight -> exit 0).
+Thin: reads the body within limits, hands it to ReviewHandler, returns its answer. The listeners can be
+drained (not ready -> stop accepting -> finish in-flight); what starts and stops them is `app.serve`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import ssl
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -21,11 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.admission.handler import Engine, ReviewHandler
-from app.admission.metrics import Metrics
-from app.config import ServerConfig, Settings
-from app.engine import mutate
-from app.tls import CertificateError, ReloadingCertificate
+from app.admission.handler import ReviewHandler
+from app.config import ServerConfig
+from app.metrics import Metrics
 
 log = logging.getLogger("airflow_migration_webhook.server")
 JSON_TYPES = ("application/json",)
@@ -51,7 +47,8 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 
 class State:
-    """What readiness reports: certificate loaded, configuration valid, not draining."""
+    """What readiness reports: a certificate is loaded and the process is not draining. (The configuration
+    was validated before anything listened: an invalid one stops the process at start-up.)"""
 
     def __init__(self) -> None:
         self.certificate_loaded = False
@@ -134,7 +131,7 @@ def health_app(state: State, metrics: Metrics) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
+class Listener(uvicorn.Server):
     """uvicorn without its own signal handling: the process owns SIGTERM for both listeners."""
 
     @contextlib.contextmanager
@@ -156,149 +153,50 @@ class _Server(uvicorn.Server):
                 transport.abort()
 
 
-async def _watch_certificate(certificate: ReloadingCertificate, metrics: Metrics, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        outcome = certificate.reload_if_changed()
-        if outcome is True:
-            metrics.cert_reloads.labels(result="reloaded").inc()
-            metrics.cert_not_after.set(certificate.current.not_after.timestamp())
-        elif outcome is None:
-            metrics.cert_reloads.labels(result="failed").inc()
+class Listeners:
+    """The webhook listener (TLS from the certificate source's context) and the health listener."""
 
+    def __init__(
+        self,
+        config: ServerConfig,
+        handler: ReviewHandler,
+        state: State,
+        metrics: Metrics,
+        server_context: ssl.SSLContext,
+    ) -> None:
+        def listener(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+            return uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=int(config.shutdown_grace_seconds),
+                timeout_keep_alive=30,
+            )
 
-Background = tuple[Callable[[], object], float]
+        webhook = listener(webhook_app(handler, config, metrics), config.host, config.port)
+        webhook.load()
+        webhook.ssl = server_context  # the source's reloading context instead of uvicorn's static one
+        self.servers = [Listener(webhook)]
+        if config.health_port:
+            self.servers.append(
+                Listener(listener(health_app(state, metrics), config.health_host, config.health_port))
+            )
 
+    async def serve(self) -> bool:
+        """Serve until stopped; True when every listener had started (its port was free)."""
+        await asyncio.gather(*(server.serve() for server in self.servers))
+        return all(server.started for server in self.servers)
 
-async def _periodically(work: Callable[[], object], interval: float) -> None:
-    """Run blocking `work` (self-managed TLS sync, reconcile) off the event loop, now and every `interval`."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await loop.run_in_executor(None, work)
-        except Exception:  # background work must never take the webhook down
-            log.exception("background work failed")
-        await asyncio.sleep(interval)
-
-
-async def serve(
-    settings: Settings,
-    background: list[Background] | None = None,
-    run_engine: Engine = mutate,
-    metrics: Metrics | None = None,
-) -> int:
-    config = settings.server
-    assert config.cert_file is not None and config.key_file is not None
-    metrics = metrics or Metrics()
-    state = State()
-    try:
-        certificate = ReloadingCertificate(config.cert_file, config.key_file, config.client_ca_file)
-    except CertificateError as error:
-        log.error("cannot start", extra={"fields": {"error": str(error)}})
-        return 1
-    state.certificate_loaded = True
-    metrics.cert_not_after.set(certificate.current.not_after.timestamp())
-
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
-    handler = ReviewHandler(
-        settings.engine,
-        metrics,
-        config.deadline_seconds,
-        executor,
-        run_engine,
-        config.inline_engine_max_bytes,
-    )
-
-    def listener(app: FastAPI, host: str, port: int) -> uvicorn.Config:
-        return uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=int(config.shutdown_grace_seconds),
-            timeout_keep_alive=30,
-        )
-
-    webhook_config = listener(webhook_app(handler, config, metrics), config.host, config.port)
-    webhook_config.load()
-    webhook_config.ssl = certificate.server_context  # our reloading context instead of uvicorn's static one
-    servers = [_Server(webhook_config)]
-    if config.health_port:
-        servers.append(_Server(listener(health_app(state, metrics), config.health_host, config.health_port)))
-
-    async def drain_then_stop(signum: int) -> None:
-        if state.draining:
-            return
-        state.draining = True
-        log.info(
-            "signal received: not ready, draining",
-            extra={
-                "fields": {"signal": signal.Signals(signum).name, "drain_delay_s": config.drain_delay_seconds}
-            },
-        )
-        await asyncio.sleep(config.drain_delay_seconds)
-        for server in servers:
+    async def stop(self) -> None:
+        """In-flight requests finish (up to the grace period); idle connections go now, and each connection
+        as soon as its last response is sent."""
+        for server in self.servers:
             server.should_exit = True
-        # in-flight requests finish (up to shutdown_grace_seconds); idle connections go now, and each
-        # connection as soon as its last response is sent
-        while any(server.server_state.connections for server in servers):
-            for server in servers:
+        while any(server.server_state.connections for server in self.servers):
+            for server in self.servers:
                 server.abort_idle_connections()
             await asyncio.sleep(0.05)
-
-    pending: set[asyncio.Task[None]] = set()
-
-    def on_signal(signum: int) -> None:
-        task = asyncio.ensure_future(drain_then_stop(signum))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    tasks = [
-        asyncio.ensure_future(_watch_certificate(certificate, metrics, config.cert_reload_interval_seconds))
-    ]
-    tasks += [asyncio.ensure_future(_periodically(*work)) for work in background or []]
-    # Everything loaded at start-up lives as long as the process: take it out of the collector's sight, so
-    # that collections in the request path walk only what requests allocate (the long tail at c8).
-    gc.collect()
-    gc.freeze()
-    log.info(
-        "serving",
-        extra={
-            "fields": {
-                "port": config.port,
-                "health_port": config.health_port,
-                "mtls": config.client_ca_file is not None,
-            }
-        },
-    )
-    try:
-        await asyncio.gather(*(server.serve() for server in servers))
-    finally:
-        for task in tasks:
-            task.cancel()
-        executor.shutdown(wait=False, cancel_futures=True)
-    started = all(server.started for server in servers)
-    log.info("stopped", extra={"fields": {"clean": started}})
-    return 0 if started else 1
-
-
-def run_async(main: Coroutine[Any, Any, int]) -> int:
-    """On uvloop when installed (it is a dependency; plain asyncio is the fallback)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(main)
-    return int(uvloop.run(main))
-
-
-def run_server(
-    settings: Settings, background: list[Background] | None = None, metrics: Metrics | None = None
-) -> int:
-    """Serve until SIGTERM; `background` holds (blocking work, interval seconds) run beside the listeners."""
-    return run_async(serve(settings, background, metrics=metrics))

@@ -5,7 +5,7 @@ webhook, the offline CLI, reconcile) is a thin adapter over `mutate`.
 """
 
 from app.engine.config import EngineConfig
-from app.engine.decision import Action, Decision, Reason
+from app.engine.decision import Decision, Outcome, Reason
 from app.engine.mutate import ENGINE_VERSION, MutationResult, mutate
 
-__all__ = ["ENGINE_VERSION", "Action", "Decision", "EngineConfig", "MutationResult", "Reason", "mutate"]
+__all__ = ["ENGINE_VERSION", "Decision", "EngineConfig", "MutationResult", "Outcome", "Reason", "mutate"]

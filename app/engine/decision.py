@@ -1,7 +1,7 @@
-"""Named decisions: every inject or skip carries one reason code with one human message.
+"""Named decisions: every object gets one reason code, with one outcome and one human message.
 
-The same code is reused in log lines, metric labels, AdmissionResponse warnings and CLI reports,
-so an operator can grep for it anywhere.
+The same code and outcome are reused in log lines, metric labels, AdmissionResponse warnings, CLI reports,
+reconcile results and doctor findings, so an operator can grep for them anywhere.
 """
 
 from __future__ import annotations
@@ -10,21 +10,24 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-class Action(StrEnum):
-    """What the engine did to the object."""
+class Outcome(StrEnum):
+    """What happened to the object. Values are stable API (metric labels, reports)."""
 
-    INJECT = "inject"  # the object was changed
-    SKIP = "skip"  # the object is returned unchanged
+    MUTATED = "mutated"  # the webhook changed the object
+    UNCHANGED = "unchanged"  # an Airflow object that already carries everything the webhook adds
+    SKIPPED = "skipped"  # not the webhook's business (not Airflow, not migrating, opted out, ...)
+    ERROR = "error"  # the webhook failed; the object is admitted unchanged
 
 
 class Reason(StrEnum):
-    """Why the engine changed an object or left it alone. Values are stable API (metric labels)."""
+    """Why the outcome. Values are stable API (metric labels)."""
 
     INJECTED = "injected"
     REINJECTED = "reinjected"
     UP_TO_DATE = "up_to_date"
     HOOK_JOB_MARKED = "hook_job_marked"
     JOB_FORCE_SYNC_ADDED = "job_force_sync_added"
+    JOB_FORCE_SYNC_PRESENT = "job_force_sync_present"
     NOT_AIRFLOW = "not_airflow"
     NO_AIRFLOW_CONTAINER = "no_airflow_container"
     UNSUPPORTED_KIND = "unsupported_kind"
@@ -42,44 +45,77 @@ class Reason(StrEnum):
     ENGINE_ERROR = "engine_error"
 
     @property
+    def outcome(self) -> Outcome:
+        return _TABLE[self][0]
+
+    @property
     def message(self) -> str:
-        return _MESSAGES[self]
+        return _TABLE[self][1]
 
 
-_MESSAGES: dict[Reason, str] = {
-    Reason.INJECTED: "added the airflow-db-migrate init container",
-    Reason.REINJECTED: "rebuilt the airflow-db-migrate init container from the current pod spec",
-    Reason.UP_TO_DATE: "already carries everything the webhook adds; nothing to change",
-    Reason.HOOK_JOB_MARKED: "migration Job is a Helm/Argo CD hook; only the status annotation was added",
-    Reason.JOB_FORCE_SYNC_ADDED: "added Force=true to argocd.argoproj.io/sync-options of the migration Job",
-    Reason.NOT_AIRFLOW: "not an Airflow workload",
-    Reason.NO_AIRFLOW_CONTAINER: "carries Airflow chart labels but runs no Airflow container",
-    Reason.UNSUPPORTED_KIND: "kind is not a Deployment, StatefulSet, Job or Pod",
-    Reason.UNSUPPORTED_OPERATION: "only CREATE and UPDATE are handled",
-    Reason.OPTED_OUT: 'opted out with the annotation airflow-migration-webhook/inject: "false"',
-    Reason.COMPONENT_NOT_MIGRATING: "this Airflow component does not run migrations (configuration)",
-    Reason.MIGRATE_ANNOTATION_FALSE: "migration disabled by the annotation airflow-migration-webhook/migrate",
-    Reason.SELF_MIGRATING: "the chart already migrates in this workload's main container",
-    Reason.JOB_UPDATE_NEVER_PATCHED: "Jobs are changed on CREATE only (their pod template is immutable)",
-    Reason.POD_UPDATE_NEVER_PATCHED: "Pods are changed on CREATE only (their init containers are immutable)",
-    Reason.JOB_NOT_MIGRATION: "Airflow Job that does not migrate the database",
-    Reason.JOB_NOT_ARGOCD_MANAGED: "plain migration Job not tracked by Argo CD; nothing to add",
-    Reason.JOB_FORCE_DISABLED: "the Job sets Force=false in argocd.argoproj.io/sync-options; left alone",
-    Reason.INVALID_OBJECT: "the object is malformed; left unchanged",
-    Reason.ENGINE_ERROR: "internal error in the webhook; object admitted unchanged",
+_MUTATED, _UNCHANGED, _SKIPPED, _ERROR = Outcome.MUTATED, Outcome.UNCHANGED, Outcome.SKIPPED, Outcome.ERROR
+_TABLE: dict[Reason, tuple[Outcome, str]] = {
+    Reason.INJECTED: (_MUTATED, "added the airflow-db-migrate init container"),
+    Reason.REINJECTED: (_MUTATED, "rebuilt the airflow-db-migrate init container from the current pod spec"),
+    Reason.UP_TO_DATE: (_UNCHANGED, "already carries everything the webhook adds; nothing to change"),
+    Reason.HOOK_JOB_MARKED: (
+        _MUTATED,
+        "migration Job is a Helm/Argo CD hook; only the status annotation was added",
+    ),
+    Reason.JOB_FORCE_SYNC_ADDED: (
+        _MUTATED,
+        "added Force=true to argocd.argoproj.io/sync-options of the migration Job",
+    ),
+    Reason.JOB_FORCE_SYNC_PRESENT: (
+        _MUTATED,
+        "the migration Job already sets Force=true; only the status annotation was added",
+    ),
+    Reason.NOT_AIRFLOW: (_SKIPPED, "not an Airflow workload"),
+    Reason.NO_AIRFLOW_CONTAINER: (_SKIPPED, "carries Airflow chart labels but runs no Airflow container"),
+    Reason.UNSUPPORTED_KIND: (_SKIPPED, "kind is not a Deployment, StatefulSet, Job or Pod"),
+    Reason.UNSUPPORTED_OPERATION: (_SKIPPED, "only CREATE and UPDATE are handled"),
+    Reason.OPTED_OUT: (_SKIPPED, 'opted out with the annotation airflow-migration-webhook/inject: "false"'),
+    Reason.COMPONENT_NOT_MIGRATING: (
+        _SKIPPED,
+        "this Airflow component does not run migrations (configuration)",
+    ),
+    Reason.MIGRATE_ANNOTATION_FALSE: (
+        _SKIPPED,
+        "migration disabled by the annotation airflow-migration-webhook/migrate",
+    ),
+    Reason.SELF_MIGRATING: (_SKIPPED, "the chart already migrates in this workload's main container"),
+    Reason.JOB_UPDATE_NEVER_PATCHED: (
+        _SKIPPED,
+        "Jobs are changed on CREATE only (their pod template is immutable)",
+    ),
+    Reason.POD_UPDATE_NEVER_PATCHED: (
+        _SKIPPED,
+        "Pods are changed on CREATE only (their init containers are immutable)",
+    ),
+    Reason.JOB_NOT_MIGRATION: (_SKIPPED, "Airflow Job that does not migrate the database"),
+    Reason.JOB_NOT_ARGOCD_MANAGED: (_SKIPPED, "plain migration Job not tracked by Argo CD; nothing to add"),
+    Reason.JOB_FORCE_DISABLED: (
+        _SKIPPED,
+        "the Job sets Force=false in argocd.argoproj.io/sync-options; left alone",
+    ),
+    Reason.INVALID_OBJECT: (_SKIPPED, "the object is malformed; left unchanged"),
+    Reason.ENGINE_ERROR: (_ERROR, "internal error in the webhook; object admitted unchanged"),
 }
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The engine's verdict on one object."""
+    """The engine's outcome on one object: the reason code decides the outcome."""
 
-    action: Action
     reason: Reason
     profile: str | None = None
     component: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     detail: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.reason.outcome
 
     @property
     def message(self) -> str:

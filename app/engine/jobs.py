@@ -41,9 +41,10 @@ def apply_job_rules(job: JsonObject, view: PodView, recognition: Recognition) ->
     options = {part.replace(" ", "").lower() for part in current.split(",")}
     if "force=false" in options:
         return Reason.JOB_FORCE_DISABLED, warnings
-    if FORCE_OPTION.lower() not in options:
-        # append to the user's text as written: only add, never rewrite what the chart rendered
-        separator = "" if not current.strip() or current.rstrip().endswith(",") else ","
-        merged = current + separator + FORCE_OPTION
-        mapping_at(job, ("metadata", "annotations"), create=True)[keys.ARGOCD_SYNC_OPTIONS] = merged
+    if FORCE_OPTION.lower() in options:
+        return Reason.JOB_FORCE_SYNC_PRESENT, warnings
+    # append to the user's text as written: only add, never rewrite what the chart rendered
+    separator = "" if not current.strip() or current.rstrip().endswith(",") else ","
+    merged = current + separator + FORCE_OPTION
+    mapping_at(job, ("metadata", "annotations"), create=True)[keys.ARGOCD_SYNC_OPTIONS] = merged
     return Reason.JOB_FORCE_SYNC_ADDED, warnings

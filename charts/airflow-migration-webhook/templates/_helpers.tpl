@@ -40,8 +40,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- define "amw.leaseName" -}}
+{{/* the Lease that lets one replica at a time write the self-managed TLS Secret */}}
+{{- define "amw.certificatesLeaseName" -}}
 {{- printf "%s-certs" (include "amw.fullname" .) -}}
+{{- end -}}
+
+{{/* the Lease that lets one replica at a time run the reconcile loop */}}
+{{- define "amw.reconcileLeaseName" -}}
+{{- printf "%s-reconcile" (include "amw.fullname" .) -}}
 {{- end -}}
 
 {{- define "amw.dnsNames" -}}

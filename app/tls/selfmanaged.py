@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from app.certs import KeyPair, issue, new_ca, write_atomically
+from app.clock import Clock, utc_now
 from app.config import SelfManagedTLSConfig
-from app.kube import Clock, Lease
+from app.engine.annotations import ROTATE
+from app.kube import Lease
+from app.tls.issue import KeyPair, issue, new_ca, write_atomically
 
 log = logging.getLogger("airflow_migration_webhook.selfmanaged")
-ROTATE_ANNOTATION = "airflow-migration-webhook/rotate"
 
 
 def _certs_in(pem: bytes) -> list[x509.Certificate]:
@@ -45,7 +46,7 @@ class CertificateManager:
         config: SelfManagedTLSConfig,
         api: k8s.ApiClient,
         identity: str,
-        now: Clock = lambda: dt.datetime.now(dt.UTC),
+        now: Clock = utc_now,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -144,17 +145,18 @@ class CertificateManager:
         log.info("caBundle published", extra={"fields": {"webhooks": len(operations)}})
         return True
 
-    def reconcile(self) -> None:
+    def renew(self) -> None:
+        """Leader only: make the Secret hold what `desired_state` says, trust published first."""
         secret = self._read_secret()
         data = {k: base64.b64decode(v) for k, v in ((secret.data or {}) if secret else {}).items()}
         annotations = dict((secret.metadata.annotations or {}) if secret else {})
-        rotate = annotations.get(ROTATE_ANNOTATION, "").lower() == "true"
+        rotate = annotations.get(ROTATE, "").lower() == "true"
         wanted = self.desired_state(data, rotate)
         # trust first: the bundle must hold the new CA before any replica serves a certificate it signed
         self.publish_ca_bundle(wanted["ca-bundle.crt"])
         if wanted == data and not rotate:
             return
-        annotations.pop(ROTATE_ANNOTATION, None)
+        annotations.pop(ROTATE, None)
         encoded = {k: base64.b64encode(v).decode() for k, v in wanted.items()}
         if not self.lease.hold():  # re-check right before writing
             return
@@ -191,7 +193,7 @@ class CertificateManager:
         """One round: lead if we can, then materialise. Errors are logged, never raised."""
         try:
             if self.lease.hold():
-                self.reconcile()
+                self.renew()
             return self.materialise()
         except (ApiException, OSError, ValueError) as error:
             log.error("self-managed TLS sync failed", extra={"fields": {"error": str(error)[:500]}})

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from app.clock import Clock, utc_now
+
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -120,21 +122,22 @@ def write_certificates(
     days: int = 365,
     ca_days: int = 3650,
     overwrite: bool = False,
+    now: Clock = utc_now,
 ) -> WrittenBundle:
     """Reuse the CA in `out_dir` (the caBundle stays valid) unless `overwrite`; always issue a new leaf."""
     if not dns_names and not ip_addresses:
         dns_names, ip_addresses = ["localhost"], ["127.0.0.1"]
-    now = dt.datetime.now(dt.UTC)
+    at = now()
     out_dir.mkdir(parents=True, exist_ok=True)
     ca_crt, ca_key = out_dir / "ca.crt", out_dir / "ca.key"
     reused = ca_crt.exists() and ca_key.exists() and not overwrite
     if reused:
         ca = KeyPair(ca_crt.read_bytes(), ca_key.read_bytes())
     else:
-        ca = new_ca("airflow-migration-webhook-ca", ca_days, now)
+        ca = new_ca("airflow-migration-webhook-ca", ca_days, at)
         write_atomically(ca_key, ca.key_pem, 0o600)
         write_atomically(ca_crt, ca.cert_pem, 0o644)
-    leaf = issue(ca, dns_names, ip_addresses, days, now)
+    leaf = issue(ca, dns_names, ip_addresses, days, at)
     write_atomically(out_dir / "tls.key", leaf.key_pem, 0o600)
     write_atomically(out_dir / "tls.crt", leaf.cert_pem, 0o644)
     ca_files = [ca_crt, ca_key]

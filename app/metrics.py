@@ -32,7 +32,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.reviews = Counter(
             f"{PREFIX}_reviews_total",
-            "AdmissionReviews answered by kind, operation, outcome (mutated|unchanged|error), reason code",
+            "AdmissionReviews by kind, operation, outcome (mutated|unchanged|skipped|error), reason",
             ["kind", "operation", "outcome", "reason"],
             registry=self.registry,
         )

@@ -13,6 +13,7 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 
@@ -31,7 +32,21 @@ class LoadedPair:
     subject: str
 
 
+class CertificateSource(Protocol):
+    """What the listener and the certificate watcher need, wherever the pair comes from (files that a
+    Secret volume or cert-manager updates, or files that self-managed TLS writes)."""
+
+    server_context: ssl.SSLContext
+
+    @property
+    def current(self) -> LoadedPair: ...
+
+    def reload_if_changed(self) -> bool | None: ...
+
+
 class ReloadingCertificate:
+    """A CertificateSource over a certificate and key file (and an optional client CA for mTLS)."""
+
     def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None = None) -> None:
         self._cert_file = cert_file
         self._key_file = key_file
