@@ -3,6 +3,7 @@
 mutate     apply the webhook's mutation to manifests offline (GitOps, KRM function)  -> app.offline
 serve      run the HTTPS admission webhook                                            -> app.serve
 reconcile  fix Airflow workloads that already exist in opted-in namespaces            -> app.reconcile
+doctor     say why an Airflow release is stuck and what to run (read-only)           -> app.doctor
 certs      write a development/manual-install CA and serving certificate              -> app.tls.issue
 """
 
@@ -104,6 +105,43 @@ def _reconcile(args: argparse.Namespace) -> int:
     return EXIT_ERROR if any(o.result is Result.FAILED for o in outcomes) else EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from app.clock import utc_now
+    from app.config import parse_settings
+    from app.doctor.checks import Context, diagnose
+    from app.doctor.findings import render_table
+    from app.doctor.gather import READS, NoAccess, Reader
+    from app.kube import api_client
+
+    settings = _settings(args, sys.stderr)
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        reader = Reader(api_client(settings.kubeconfig, args.context))
+        namespaces = None if args.all_opted_in else [args.namespace]
+        snapshot = reader.snapshot(namespaces, settings.namespace_label.selector, args.webhook)
+    except Exception as error:  # no kubeconfig, unreachable, refused: one plain line and the RBAC it needs
+        cause = str(error).splitlines()[0] if str(error) else repr(error)
+        needs = "; ".join(f"{'/'.join(filter(None, k))}: {','.join(v)}" for k, v in READS.items())
+        print(f"error: cannot read the cluster: {cause}", file=sys.stderr)
+        if isinstance(error, NoAccess):
+            print(f"doctor needs read access (group/resource: verbs): {needs}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = settings.engine
+    if args.config is None and snapshot.webhook_config_text is not None:
+        try:  # judge workloads with the settings the webhook itself runs with
+            engine = parse_settings(snapshot.webhook_config_text, "the webhook's ConfigMap").engine
+            snapshot.notes.append("engine settings (migrating components) from the webhook's ConfigMap")
+        except ConfigError as error:
+            snapshot.notes.append(f"the webhook's ConfigMap was not usable ({error}); engine defaults used")
+    report = diagnose(snapshot, Context(engine, settings.namespace_label, utc_now(), args.release))
+    if args.output == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sys.stdout.write(render_table(report))
+    return report.exit_code
+
+
 def _certs(args: argparse.Namespace) -> int:
     from app.tls.issue import write_certificates
 
@@ -184,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
         aliases={"namespace_label.key": "--label-key", "namespace_label.value": "--label-value"},
     )
 
+    d = sub.add_parser("doctor", help="say why an Airflow release is stuck and what to run (read-only)")
+    where = d.add_mutually_exclusive_group(required=True)
+    where.add_argument("--namespace", help="the namespace of the Airflow release")
+    where.add_argument("--all-opted-in", action="store_true", help="every namespace with the opt-in label")
+    d.add_argument(
+        "--release", help="only objects of this release (app.kubernetes.io/instance or release label)"
+    )
+    d.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    d.add_argument("--context", help="kubeconfig context (default: the current one)")
+    d.add_argument(
+        "--webhook", help="the MutatingWebhookConfiguration's name (default: found by its webhook)"
+    )
+    _add_options(d, "kubeconfig", "namespace_label.key", "namespace_label.value")
+
     c = sub.add_parser("certs", help="write a CA and a serving certificate; print the caBundle (base64)")
     c.add_argument("--out-dir", default="certs", help="directory for ca.crt, ca.key, tls.crt, tls.key")
     c.add_argument("--dns", action="append", default=[], help="DNS name for the serving certificate (repeat)")
@@ -204,4 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "reconcile":
         return _reconcile(args)
+    if args.command == "doctor":
+        return _doctor(args)
     return _certs(args)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.engine import annotations as names
+from app.engine import names
 from app.engine.config import EngineConfig
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -237,6 +237,17 @@ def load_settings(
             data = _with_value(data, key, given)
             origins[key] = OPTIONS[key].flag if key in OPTIONS else key
     return _validate(data, f"configuration {path}" if path else "configuration", origins)
+
+
+def parse_settings(text: str, where: str) -> Settings:
+    """A configuration file's text, checked like a file (doctor reads the webhook's own ConfigMap)."""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot read {where}: {error}") from error
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{where} must be a mapping of sections (engine, server, ...)")
+    return _validate(loaded or {}, where, {})
 
 
 def with_engine_settings(settings: Settings, engine: Mapping[str, Any], where: str) -> Settings:

@@ -18,11 +18,12 @@ from app.clock import Clock, utc_now
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
-    """From a kubeconfig (the argument, else $KUBECONFIG), else the in-cluster service account."""
+def api_client(kubeconfig: Path | None, context: str | None = None) -> k8s.ApiClient:
+    """From a kubeconfig (the argument, else $KUBECONFIG; `context`, else its current one), else the
+    in-cluster service account."""
     path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
     if path is not None:
-        loaded: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
+        loaded: k8s.ApiClient = k8s_config.new_client_from_config(config_file=str(path), context=context)  # type: ignore[no-untyped-call]
         return loaded
     configuration = k8s.Configuration()
     k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]

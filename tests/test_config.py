@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from app.cli import build_parser
 from app.config import OPTIONS, ConfigError, LogLevel, Settings, load_settings
-from app.engine import annotations as names
+from app.engine import names
 from tests.support import REPO
 
 CHART = REPO / "charts" / "airflow-migration-webhook"
@@ -217,3 +217,5 @@ def test_chart_defaults_are_the_names_of_the_code() -> None:
         "key": names.NAMESPACE_LABEL,
         "value": names.NAMESPACE_LABEL_VALUE,
     }
+    webhook = (CHART / "templates" / "mutatingwebhookconfiguration.yaml").read_text()
+    assert f"  - name: {names.WEBHOOK_NAME}\n" in webhook, "doctor finds the webhook by this name"

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.engine import EngineConfig, Outcome, Reason, mutate
-from app.engine.annotations import ARGOCD_SYNC_OPTIONS, STATUS
-from app.engine.recognise import STEP_CONTAINER_NAME
+from app.engine.names import ARGOCD_SYNC_OPTIONS, STATUS, STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
 from tests.support import CHART_RENDERS, golden_inputs, operation_of
 

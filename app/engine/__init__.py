@@ -6,6 +6,19 @@ webhook, the offline CLI, reconcile) is a thin adapter over `mutate`.
 
 from app.engine.config import EngineConfig
 from app.engine.decision import Decision, Outcome, Reason
+from app.engine.inspect import PodFacts, inspect
 from app.engine.mutate import ENGINE_VERSION, MutationResult, mutate
+from app.engine.names import STEP_CONTAINER_NAME
 
-__all__ = ["ENGINE_VERSION", "Decision", "EngineConfig", "MutationResult", "Outcome", "Reason", "mutate"]
+__all__ = [
+    "ENGINE_VERSION",
+    "STEP_CONTAINER_NAME",
+    "Decision",
+    "EngineConfig",
+    "MutationResult",
+    "Outcome",
+    "PodFacts",
+    "Reason",
+    "inspect",
+    "mutate",
+]

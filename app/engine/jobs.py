@@ -6,7 +6,7 @@ change on UPDATE would make that UPDATE fail and the hook Job stick forever.
 
 from __future__ import annotations
 
-from app.engine import annotations as keys
+from app.engine import names as keys
 from app.engine.decision import Reason
 from app.engine.objects import JsonObject, PodView, command_line, mapping_at
 from app.engine.profiles import MIGRATE_COMMAND, matches

@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 
 from app.engine.config import EngineConfig, MigrateStepConfig
+from app.engine.names import STEP_CONTAINER_NAME
 from app.engine.objects import JsonObject, command_line
 from app.engine.profiles import ImageLine, Profile, StepStyle, matches
-from app.engine.recognise import STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
 
 # Copied verbatim from the Airflow container when present, in this order (readable goldens).

@@ -7,13 +7,14 @@ import json
 from dataclasses import dataclass
 
 from app import __version__
-from app.engine import annotations as keys
+from app.engine import names as keys
 from app.engine.config import EngineConfig
 from app.engine.decision import Decision, Outcome, Reason
 from app.engine.jobs import apply_job_rules
 from app.engine.migrate_step import build_step
+from app.engine.names import STEP_CONTAINER_NAME
 from app.engine.objects import InvalidObject, JsonObject, PodView, copy_path, pod_view, target_of
-from app.engine.recognise import STEP_CONTAINER_NAME, Recognition, recognise, wait_container_index
+from app.engine.recognise import Recognition, recognise, wait_container_index
 
 ENGINE_VERSION = __version__
 OPERATIONS = ("CREATE", "UPDATE")

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.engine.names import STEP_CONTAINER_NAME
 from app.engine.objects import JsonObject, PodView, command_line, image_repository_name
 from app.engine.profiles import AIRFLOW_COMPONENT_COMMAND, FALLBACK, PROFILES, WAIT_COMMAND, Profile, matches
-
-STEP_CONTAINER_NAME = "airflow-db-migrate"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from app.clock import Clock, utc_now
 from app.config import SelfManagedTLSConfig
-from app.engine.annotations import ROTATE
+from app.engine.names import ROTATE
 from app.kube import Lease
 from app.tls.issue import KeyPair, issue, new_ca, write_atomically
 

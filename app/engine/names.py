@@ -12,6 +12,8 @@ NAMESPACE_LABEL_VALUE = "enabled"  # ... and its default value
 MIGRATE = "airflow-migration-webhook/migrate"  # "true" | "false" overrides the migrating-component rule
 STATUS = "airflow-migration-webhook/status"  # written by the engine: what was injected
 ROTATE = "airflow-migration-webhook/rotate"  # on the self-managed TLS Secret: "true" forces a new CA
+STEP_CONTAINER_NAME = "airflow-db-migrate"  # the init container the webhook adds (`kubectl logs -c`)
+WEBHOOK_NAME = "migrate.airflow-migration-webhook.io"  # the webhook's name in its configuration (chart)
 
 HELM_HOOK = "helm.sh/hook"
 ARGOCD_HOOK = "argocd.argoproj.io/hook"

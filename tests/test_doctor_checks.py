@@ -1,0 +1,110 @@
+"""The pure half of doctor: label selectors, the order of findings and the summary, on hand-made snapshots
+(the scenarios on a real API server are in tests/test_doctor.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from app.config import NamespaceLabel
+from app.doctor.checks import Context, diagnose, selects
+from app.doctor.findings import Code, render_table
+from app.doctor.gather import Snapshot
+from app.engine import EngineConfig
+from app.engine.names import STEP_CONTAINER_NAME, WEBHOOK_NAME
+
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+SELECTOR = {
+    "matchExpressions": [
+        {"key": "airflow-migration-webhook/inject", "operator": "In", "values": ["enabled"]},
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["amw"]},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("labels", "selected"),
+    [
+        ({"airflow-migration-webhook/inject": "enabled", "kubernetes.io/metadata.name": "a"}, True),
+        ({"airflow-migration-webhook/inject": "yes", "kubernetes.io/metadata.name": "a"}, False),
+        ({"kubernetes.io/metadata.name": "a"}, False),
+        ({"airflow-migration-webhook/inject": "enabled", "kubernetes.io/metadata.name": "amw"}, False),
+    ],
+)
+def test_namespace_selector(labels: dict[str, str], selected: bool) -> None:
+    assert selects(SELECTOR, labels) is selected
+    assert selects({"matchLabels": {"a": "b"}}, {"a": "b", "c": "d"})
+    assert not selects({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": "x"})
+
+
+def scheduler(init: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "s-1", "namespace": "af", "labels": {"app": "s"}},
+        "spec": {
+            "initContainers": init,
+            "containers": [
+                {"name": "scheduler", "image": "apache/airflow:3.0.2", "args": ["airflow", "scheduler"]}
+            ],
+        },
+    }
+
+
+def snapshot(pod: dict[str, Any], statuses: list[dict[str, Any]]) -> Snapshot:
+    pod["status"] = {"initContainerStatuses": statuses, "startTime": "2026-12-04T11:00:00Z"}
+    configuration = {
+        "metadata": {"name": "amw"},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "clientConfig": {"url": "https://x/mutate", "caBundle": "Cg=="},
+                "namespaceSelector": SELECTOR,
+            }
+        ],
+    }
+    return Snapshot(
+        server_version=(1, 32),
+        webhook_configurations=[configuration],
+        served_certificates={"amw": "cannot connect"},
+        namespaces={
+            "af": {"metadata": {"name": "af", "labels": {"airflow-migration-webhook/inject": "enabled"}}}
+        },
+        pods={"af": [pod]},
+        logs={
+            ("af", "s-1", STEP_CONTAINER_NAME): [
+                "airflow-db-migrate: migration failed after 5 attempts (exit 1)"
+            ]
+        },
+    )
+
+
+def test_a_failed_step_is_the_likely_cause_with_its_log_and_one_fix() -> None:
+    step = {"name": STEP_CONTAINER_NAME, "image": "apache/airflow:3.0.2"}
+    snap = snapshot(
+        scheduler([step]),
+        [{"name": STEP_CONTAINER_NAME, "state": {"terminated": {"exitCode": 1}}, "restartCount": 0}],
+    )
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    assert report.exit_code == 1
+    cause = report.likely_cause
+    assert cause is not None and cause.code == Code.STEP_FAILED and "exit code 1" in cause.message
+    assert cause.evidence == (
+        f"{STEP_CONTAINER_NAME}: airflow-db-migrate: migration failed after 5 attempts (exit 1)",
+    )
+    assert report.fixes == [f"kubectl logs -n af s-1 -c {STEP_CONTAINER_NAME}"]
+    assert [f.code for f in report.warnings] == [Code.CERTIFICATE_UNREAD, Code.NO_AIRFLOW]
+    table = render_table(report)
+    assert "Likely cause: Pod/af/s-1" in table and "1 problem(s), 2 warning(s)" in table
+
+
+def test_a_pod_that_finished_its_init_containers_is_counted_not_listed() -> None:
+    step = {"name": STEP_CONTAINER_NAME, "image": "apache/airflow:3.0.2"}
+    snap = snapshot(
+        scheduler([step]), [{"name": STEP_CONTAINER_NAME, "state": {"terminated": {"exitCode": 0}}}]
+    )
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    assert [f.code for f in report.findings if f.check == "pod"] == [Code.POD_READY]
+    assert report.exit_code == 0
