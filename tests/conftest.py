@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import SERVERS_USED
+from tests.cluster import SERVERS_USED, Cluster, start_cluster
 from tests.podrunner import PodRun
 from tests.postgres import Postgres
 from tests.support import REPO
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real kube-apiserver and etcd on loopback, one per test module (tests/cluster.py)."""
+    handle = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield handle
+    handle.stop()
 
 
 @pytest.fixture(scope="module")

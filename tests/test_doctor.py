@@ -21,7 +21,7 @@ import yaml
 
 from app.engine.names import STEP_CONTAINER_NAME
 from app.tls.issue import new_ca
-from tests.cluster import Cluster, start_cluster
+from tests.cluster import Cluster
 from tests.servers import WebhookProcess, free_port, start_webhook
 from tests.support import CHART_RENDERS, REPO
 from tests.test_chart import sets
@@ -39,13 +39,6 @@ from tests.test_e2e import (
 pytestmark = pytest.mark.e2e
 LABEL = "doctor/inject"
 WEBHOOK = "amw-doctor"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    handle = start_cluster(tmp_path_factory.mktemp("doctor-cluster"))
-    yield handle
-    handle.stop()
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes.utils import parse_quantity
 
 from app.manifests import dump_yaml
-from tests.cluster import Cluster, start_cluster, write_kubeconfig
+from tests.cluster import Cluster, write_kubeconfig
 from tests.servers import WebhookProcess, free_port, start_webhook
 from tests.support import CHART_RENDERS, REPO, cli_mutate
 from tests.test_chart import CHART, helm, sets
@@ -60,13 +60,6 @@ STATUS = "airflow-migration-webhook/status"
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    handle = start_cluster(tmp_path_factory.mktemp("cluster"))
-    yield handle
-    handle.stop()
 
 
 def certs_command(out_dir: Path) -> str:

@@ -383,11 +383,14 @@ def reconcile_command(namespace: str, label: NamespaceLabel) -> str:
     return command
 
 
+def _airflow(objects: list[JsonObject], release: str | None) -> list[JsonObject]:
+    """The Airflow objects of the release (all releases when None), as the engine recognises them."""
+    return [obj for obj in objects if _in_release(obj, release) and inspect(obj) is not None]
+
+
 def check_workloads(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     findings = []
-    for workload in snap.workloads.get(namespace, []):
-        if not _in_release(workload, context.release) or inspect(workload) is None:
-            continue
+    for workload in _airflow(snap.workloads.get(namespace, []), context.release):
         subject = ref(workload["kind"], workload)
         decision = mutate(workload, "UPDATE", context.engine).decision
         where = f"{decision.profile or '?'} {decision.component or '?'}"
@@ -576,9 +579,7 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
 
 def check_jobs(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     findings = []
-    for job in snap.jobs.get(namespace, []):
-        if not _in_release(job, context.release) or inspect(job) is None:
-            continue
+    for job in _airflow(snap.jobs.get(namespace, []), context.release):
         if mutate(job, "CREATE", context.engine).decision.reason not in _MIGRATION_JOB_REASONS:
             continue
         subject = ref("Job", job)

@@ -12,7 +12,7 @@ from typing import Any
 JsonObject = dict[str, Any]
 
 # (apiVersion, kind) -> path from the object to its pod template (None: the object is the pod)
-TARGETS: dict[tuple[str, str], tuple[str, ...] | None] = {
+POD_TEMPLATE_PATHS: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("apps/v1", "Deployment"): ("spec", "template"),
     ("apps/v1", "StatefulSet"): ("spec", "template"),
     ("batch/v1", "Job"): ("spec", "template"),
@@ -111,9 +111,9 @@ def target_of(obj: object) -> tuple[str, tuple[str, ...] | None] | None:
     if not isinstance(obj, dict):
         raise InvalidObject("the object must be a JSON/YAML mapping")
     key = (obj.get("apiVersion"), obj.get("kind"))
-    if key not in TARGETS:
+    if key not in POD_TEMPLATE_PATHS:
         return None
-    return str(key[1]), TARGETS[key]
+    return str(key[1]), POD_TEMPLATE_PATHS[key]
 
 
 def pod_view(obj: JsonObject, kind: str, template_path: tuple[str, ...] | None) -> PodView:
