@@ -376,3 +376,14 @@ def test_no_cluster_access_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: cannot read the cluster:") and "Traceback" not in result.stderr
     assert "doctor needs read access" in result.stderr
+
+
+def test_all_opted_in_means_the_namespaces_the_webhook_selects(
+    cluster: Cluster, webhook: WebhookProcess
+) -> None:
+    """The webhook's namespaceSelector decides (here a non-default label), not the default opt-in label."""
+    _, report, _ = doctor(cluster, "--all-opted-in")
+    assert {"doc-probe", "doc-healthy", "doc-failed"} <= set(report["namespaces"])
+    assert not {"doc-unlabelled", "doc-waiting", "doc-argo", "doc-down", "doc-stale"} & set(
+        report["namespaces"]
+    )

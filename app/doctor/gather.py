@@ -105,6 +105,10 @@ class Reader:
         for configuration in snap.webhook_configurations:
             self._webhook_side(snap, configuration)
         if namespaces is None:
+            # the namespaces the webhook itself selects; the configured opt-in label without a webhook
+            webhooks = [w for c in snap.webhook_configurations for w in c.get("webhooks") or []]
+            if webhooks:
+                label_selector = selector_text(webhooks[0].get("namespaceSelector") or {})
             listing = _json(self.core.list_namespace(label_selector=label_selector, _preload_content=False))
             namespaces = sorted(item["metadata"]["name"] for item in listing["items"])
         for namespace in namespaces:
@@ -224,6 +228,22 @@ class Reader:
                 )
             return
         snap.applications = list(listing.get("items") or [])
+
+
+def selector_text(selector: JsonObject) -> str:
+    """A LabelSelector object as the `labelSelector` query parameter spells it."""
+    terms = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        terms.append(
+            {
+                "In": f"{key} in ({','.join(values)})",
+                "NotIn": f"{key} notin ({','.join(values)})",
+                "Exists": key,
+                "DoesNotExist": f"!{key}",
+            }[operator]
+        )
+    return ",".join(terms)
 
 
 def _maybe(call: Any, *args: Any, **kwargs: Any) -> Any:
