@@ -313,3 +313,17 @@ def test_webhook_port_speaks_only_tls_1_2_or_newer(webhook: WebhookProcess) -> N
 
 def test_openapi_is_published(webhook: WebhookProcess, client: httpx.Client) -> None:
     assert "/mutate" in client.get(webhook.url.replace("/mutate", "/openapi.json")).json()["paths"]
+
+
+def test_other_methods_and_paths_get_the_frameworks_answers(
+    webhook: WebhookProcess, client: httpx.Client
+) -> None:
+    """POST /mutate is answered in plain ASGI; everything else still goes through FastAPI's routing."""
+    assert client.get(webhook.url).status_code == 405
+    assert (
+        client.post(webhook.url.replace("/mutate", "/mutate/x"), content=b"{}", headers=HEADERS).status_code
+        == 404
+    )
+    answer = client.post(webhook.url + "?timeout=10s&other=1", content=b"{}", headers=HEADERS)
+    assert answer.status_code == 400 and answer.headers["content-type"] == "application/json"
+    assert int(answer.headers["content-length"]) == len(answer.content)
