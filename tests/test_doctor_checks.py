@@ -108,3 +108,47 @@ def test_a_pod_that_finished_its_init_containers_is_counted_not_listed() -> None
     report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
     assert [f.code for f in report.findings if f.check == "pod"] == [Code.POD_READY]
     assert report.exit_code == 0
+
+
+def webhook_snapshot(served: bytes, ca_pem: bytes) -> Snapshot:
+    import base64
+
+    configuration = {
+        "metadata": {"name": "amw"},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "clientConfig": {
+                    "url": "https://amw.example:8443/mutate",
+                    "caBundle": base64.b64encode(ca_pem).decode(),
+                },
+                "namespaceSelector": SELECTOR,
+            }
+        ],
+    }
+    return Snapshot(
+        server_version=(1, 32), webhook_configurations=[configuration], served_certificates={"amw": served}
+    )
+
+
+def test_a_certificate_for_another_name_or_near_expiry() -> None:
+    from app.tls.issue import issue, new_ca
+
+    ca = new_ca("ca", 30, NOW)
+    context = Context(EngineConfig(), NamespaceLabel(), NOW)
+    wrong_name = diagnose(
+        webhook_snapshot(issue(ca, ["other.example"], [], 300, NOW).cert_pem, ca.cert_pem), context
+    )
+    [mismatch] = [f for f in wrong_name.findings if f.code == Code.CA_BUNDLE_MISMATCH]
+    assert "not valid for amw.example" in mismatch.message and "other.example" in mismatch.evidence[0]
+    expiring = diagnose(
+        webhook_snapshot(issue(ca, ["amw.example"], [], 5, NOW).cert_pem, ca.cert_pem), context
+    )
+    assert [f.code for f in expiring.findings] == [
+        Code.WEBHOOK_FOUND,
+        Code.CA_BUNDLE_OK,
+        Code.CERTIFICATE_EXPIRING,
+    ]
+    later = Context(EngineConfig(), NamespaceLabel(), NOW + dt.timedelta(days=6))
+    expired = diagnose(webhook_snapshot(issue(ca, ["amw.example"], [], 5, NOW).cert_pem, ca.cert_pem), later)
+    assert Code.CERTIFICATE_EXPIRED in [f.code for f in expired.problems]

@@ -211,30 +211,21 @@ def _ca_bundle(
         "put the CA that signed the serving certificate into the caBundle (self-managed TLS republishes it "
         "within a minute of a webhook restart; tls.mode=secret: tls.secret.caBundle)"
     )
-    if issuer is None:
-        return [
-            Finding(
-                "webhook",
-                subject,
-                Severity.PROBLEM,
-                Code.CA_BUNDLE_MISMATCH,
-                "the caBundle does not verify the certificate the webhook serves: the API server cannot call "
-                "it",
-                evidence=evidence,
-                fix=fix,
+    if issuer is None or (wanted and wanted not in names):
+        message, action = (
+            (
+                "the caBundle does not verify the certificate the webhook serves: the API server cannot "
+                "call it",
+                fix,
             )
-        ]
-    if wanted and wanted not in names:
-        return [
-            Finding(
-                "webhook",
-                subject,
-                Severity.PROBLEM,
-                Code.CA_BUNDLE_MISMATCH,
+            if issuer is None
+            else (
                 f"the served certificate is not valid for {wanted}",
-                evidence=evidence,
-                fix="issue the serving certificate for that name (airflow-migration-webhook certs --dns)",
+                "issue the serving certificate for that name (airflow-migration-webhook certs --dns)",
             )
+        )
+        return [
+            Finding("webhook", subject, Severity.PROBLEM, Code.CA_BUNDLE_MISMATCH, message, evidence, action)
         ]
     findings = [
         Finding(
