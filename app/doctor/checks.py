@@ -15,7 +15,7 @@ from cryptography import x509
 from app.config import NamespaceLabel
 from app.doctor.findings import Code, Finding, Report, Severity
 from app.doctor.gather import JsonObject, Snapshot
-from app.engine import ENGINE_VERSION, EngineConfig, Outcome, Reason, inspect, mutate
+from app.engine import ENGINE_VERSION, EngineConfig, Reason, inspect, mutate
 from app.engine.names import STEP_CONTAINER_NAME, WEBHOOK_NAME
 
 EXPIRY_WARNING = dt.timedelta(days=14)
@@ -379,60 +379,44 @@ def _airflow(objects: list[JsonObject], release: str | None) -> list[JsonObject]
     return [obj for obj in objects if _in_release(obj, release) and inspect(obj) is not None]
 
 
+# How doctor weighs the engine's verdict on a live workload: severity, what it says, whether `reconcile`
+# fixes it. Other skips are fine as they are (the engine's own message says why).
+_WORKLOAD_VERDICTS: dict[Reason, tuple[Severity, str, bool]] = {
+    Reason.INJECTED: (
+        Severity.PROBLEM,
+        f"should carry the {STEP_CONTAINER_NAME} step and does not (created while the webhook was down or "
+        "before the namespace was labelled): the webhook would add it",
+        True,
+    ),
+    Reason.REINJECTED: (
+        Severity.WARNING,
+        f"carries a {STEP_CONTAINER_NAME} step built from an older spec or webhook version "
+        f"(now {ENGINE_VERSION}); the webhook would rebuild it",
+        True,
+    ),
+    Reason.UP_TO_DATE: (Severity.OK, "carries the step", False),
+    Reason.OPTED_OUT: (Severity.WARNING, Reason.OPTED_OUT.message, False),
+}
+
+
 def check_workloads(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     findings = []
     for workload in _airflow(snap.workloads.get(namespace, []), context.release):
-        subject = ref(workload["kind"], workload)
         decision = mutate(workload, "UPDATE", context.engine).decision
-        where = f"{decision.profile or '?'} {decision.component or '?'}"
-        reconcile = reconcile_command(namespace, context.label)
-        if decision.reason is Reason.INJECTED:
-            findings.append(
-                Finding(
-                    "workload",
-                    subject,
-                    Severity.PROBLEM,
-                    decision.reason.value,
-                    f"{where}: should carry the {STEP_CONTAINER_NAME} step and does not (created while the "
-                    "webhook was down or before the namespace was labelled): the webhook would add it",
-                    evidence=decision.warnings,
-                    fix=reconcile,
-                )
+        severity, message, reconciles = _WORKLOAD_VERDICTS.get(
+            decision.reason, (Severity.OK, decision.message, False)
+        )
+        findings.append(
+            Finding(
+                "workload",
+                ref(workload["kind"], workload),
+                severity,
+                decision.reason.value,
+                f"{decision.profile or '?'} {decision.component or '?'}: {message}",
+                evidence=decision.warnings if reconciles else (),
+                fix=reconcile_command(namespace, context.label) if reconciles else "",
             )
-        elif decision.reason is Reason.REINJECTED:
-            findings.append(
-                Finding(
-                    "workload",
-                    subject,
-                    Severity.WARNING,
-                    decision.reason.value,
-                    f"{where}: carries a {STEP_CONTAINER_NAME} step built from an older spec or webhook "
-                    "version "
-                    f"(now {ENGINE_VERSION}); the webhook would rebuild it",
-                    evidence=decision.warnings,
-                    fix=reconcile,
-                )
-            )
-        elif decision.outcome is Outcome.UNCHANGED:
-            findings.append(
-                Finding("workload", subject, Severity.OK, decision.reason.value, f"{where}: carries the step")
-            )
-        elif decision.reason is Reason.OPTED_OUT:
-            findings.append(
-                Finding(
-                    "workload",
-                    subject,
-                    Severity.WARNING,
-                    decision.reason.value,
-                    f"{where}: {decision.message}",
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    "workload", subject, Severity.OK, decision.reason.value, f"{where}: {decision.message}"
-                )
-            )
+        )
     if not findings:
         scope = f" of release {context.release}" if context.release else ""
         findings.append(
