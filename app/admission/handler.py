@@ -106,10 +106,13 @@ class ReviewHandler:
 
     def _run_engine(self, request: ReviewRequest) -> Reviewed:
         result = self._mutate(request.object, request.operation, self._engine)
+        if result.decision.reason is Reason.ENGINE_ERROR:  # the engine caught its own bug: still say so
+            log.error(
+                "engine failed", extra={"fields": {"uid": request.uid, "error": result.decision.detail}}
+            )
+            return Reviewed(result.decision, None, "exception")
         patch = make_patch(request.object, result.object) if result.changed else None
-        return Reviewed(
-            result.decision, patch, "exception" if result.decision.reason is Reason.ENGINE_ERROR else None
-        )
+        return Reviewed(result.decision, patch)
 
     async def _review(self, request: ReviewRequest, size: int, timeout_param: str | None) -> Reviewed:
         """The engine's answer, inline or in the pool under the deadline; a failure is an `error` outcome."""
