@@ -226,7 +226,8 @@ def test_pods_racing_on_a_fresh_database_all_succeed(
             assert run.succeeded, f"repetition {repetition}:\n{explain(run)}"
             assert_clean(step_output(run))
         outputs = "\n".join(step_output(run) for run in runs)
-        assert "airflow-db-migrate: migrations applied" in outputs
+        # only the pod that migrated says so; the other found the work done
+        assert outputs.splitlines().count("airflow-db-migrate: migrations applied") == 1, outputs
         assert admin_users(postgres, database) == ["user"]
         assert len(schema_version(postgres, database)) == 1
 

@@ -21,6 +21,13 @@ _API_DEFAULTS = {"terminationMessagePath": "/dev/termination-log", "terminationM
 # Lines of a failed command's output printed, prefixed, so `kubectl logs` says why.
 _SHOWN_LINES = 20
 
+# The migration command logs at INFO whatever the release's logging level, so that Alembic's lines naming
+# each revision it applies (`Running upgrade A -> B`, `Running stamp_revision -> B` on a fresh database)
+# tell this pod's migration from a racing pod's.
+_MIGRATE_LOGGED = "env AIRFLOW__LOGGING__LOGGING_LEVEL=INFO airflow db"
+_APPLIED = "Running (upgrade|stamp_revision)"
+_APPLIED_ELSEWHERE = "no migrations pending: another pod applied them"
+
 # POSIX shell (dash, busybox sh and bash alike). `out` holds the last command's output for `show`.
 _HELPERS = (
     'say() { echo "airflow-db-migrate: $*"; }',
@@ -96,14 +103,20 @@ def migrate_script(
         "    attempt=1",
         "    while :; do",
         f'      say "migrating with airflow db {subcommand} (attempt $attempt/{tries})"',
-        f"      if migration=$(bounded {bounds.migrate_timeout_seconds} airflow db {subcommand} 2>&1); then",
-        '        say "migrations applied"',
+        f"      if migration=$(bounded {bounds.migrate_timeout_seconds} {_MIGRATE_LOGGED} {subcommand} 2>&1); then",
+        # Alembic names every revision it applies: none means a racing pod migrated first (this one
+        # waited on Airflow's migration lock, then found nothing to do)
+        f"        if printf '%s\\n' \"$migration\" | grep -qE '{_APPLIED}'; then",
+        '          say "migrations applied"',
+        "        else",
+        f'          say "{_APPLIED_ELSEWHERE}"',
+        "        fi",
         "        break",
         "      else",
         "        status=$?",
         "      fi",
         "      if up_to_date; then",
-        '        say "migrations applied by another pod"',
+        f'        say "{_APPLIED_ELSEWHERE}"',
         "        break",
         "      fi",
         f'      if [ "$attempt" -ge {tries} ]; then',
