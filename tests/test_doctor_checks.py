@@ -152,3 +152,50 @@ def test_a_certificate_for_another_name_or_near_expiry() -> None:
     later = Context(EngineConfig(), NamespaceLabel(), NOW + dt.timedelta(days=6))
     expired = diagnose(webhook_snapshot(issue(ca, ["amw.example"], [], 5, NOW).cert_pem, ca.cert_pem), later)
     assert Code.CERTIFICATE_EXPIRED in [f.code for f in expired.problems]
+
+
+@pytest.mark.parametrize(
+    ("kind", "template_has_step", "fix"),
+    [
+        ("Deployment", True, "kubectl rollout restart -n af deployment/s"),
+        ("Deployment", False, "airflow-migration-webhook reconcile --namespace af"),
+        # OrderedReady: a StatefulSet never replaces a pod that is not Ready, whatever its template says
+        ("StatefulSet", True, "kubectl delete pod -n af s-1"),
+        (
+            "StatefulSet",
+            False,
+            "airflow-migration-webhook reconcile --namespace af && kubectl delete pod -n af s-1",
+        ),
+    ],
+)
+def test_a_pod_waiting_without_the_step_gets_the_fix_its_owner_needs(
+    kind: str, template_has_step: bool, fix: str
+) -> None:
+    wait = {
+        "name": "wait-for-airflow-migrations",
+        "image": "apache/airflow:3.0.2",
+        "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+    }
+    pod = scheduler([wait])
+    snap = snapshot(pod, [{"name": wait["name"], "state": {"running": {}}, "restartCount": 2}])
+    template_init = (
+        [{"name": STEP_CONTAINER_NAME, "image": "apache/airflow:3.0.2"}, wait]
+        if template_has_step
+        else [wait]
+    )
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": "s", "namespace": "af"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "s"}},
+            "template": {
+                "metadata": {"labels": {"app": "s"}},
+                "spec": {**pod["spec"], "initContainers": template_init},
+            },
+        },
+    }
+    snap.workloads = {"af": [owner]}
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    [waiting] = [f for f in report.findings if f.code == Code.WAITING_WITHOUT_STEP]
+    assert waiting.fix == fix

@@ -504,11 +504,15 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
             )
         elif container == facts.wait_container and not facts.step_present:
             owner_has_step = owner is not None and (inspect(owner) or facts).step_present
-            fix = (
-                f"kubectl rollout restart -n {namespace} {owner['kind'].lower()}/{owner['metadata']['name']}"
-                if owner is not None and owner_has_step
-                else reconcile_command(namespace, context.label)
-            )
+            # Under the default OrderedReady policy a StatefulSet does not replace a pod that is not Ready,
+            # whatever its template says: such a pod must be deleted to be re-created with the step.
+            stateful = owner is not None and owner.get("kind") == "StatefulSet"
+            delete = f"kubectl delete pod -n {namespace} {name}"
+            if owner is not None and owner_has_step:
+                workload = f"{owner['kind'].lower()}/{owner['metadata']['name']}"
+                fix = delete if stateful else f"kubectl rollout restart -n {namespace} {workload}"
+            else:
+                fix = reconcile_command(namespace, context.label) + (f" && {delete}" if stateful else "")
             findings.append(
                 Finding(
                     "pod",
