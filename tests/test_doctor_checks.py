@@ -199,3 +199,39 @@ def test_a_pod_waiting_without_the_step_gets_the_fix_its_owner_needs(
     report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
     [waiting] = [f for f in report.findings if f.code == Code.WAITING_WITHOUT_STEP]
     assert waiting.fix == fix
+
+
+@pytest.mark.parametrize(
+    ("replicas", "fix"),
+    [
+        (0, "kubectl scale deployment -n amw amw-airflow-migration-webhook --replicas=2"),
+        (2, "kubectl -n amw describe service amw-airflow-migration-webhook"),
+    ],
+)
+def test_no_ready_endpoint_behind_the_service_and_what_brings_one_back(replicas: int, fix: str) -> None:
+    key = ("amw", "amw-airflow-migration-webhook")
+    configuration = {
+        "metadata": {"name": "amw"},
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "failurePolicy": "Ignore",
+                "clientConfig": {"service": {"namespace": key[0], "name": key[1]}, "caBundle": "Cg=="},
+                "namespaceSelector": SELECTOR,
+            }
+        ],
+    }
+    deployment = {"metadata": {"name": key[1], "namespace": key[0]}, "spec": {"replicas": replicas}}
+    snap = Snapshot(
+        server_version=(1, 32),
+        webhook_configurations=[configuration],
+        services={key: {"metadata": {"name": key[1]}}},
+        endpoint_slices={key: []},
+        webhook_deployments={key: [deployment]},
+        served_certificates={"amw": "no serving Secret found"},
+    )
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    [finding] = [f for f in report.findings if f.code == Code.ENDPOINTS_NOT_READY]
+    assert finding.fix == fix
+    assert ("scaled to 0 replicas" in " ".join(finding.evidence)) is (replicas == 0)
+    assert report.likely_cause is finding

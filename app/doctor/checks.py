@@ -148,6 +148,12 @@ def _endpoints(snap: Snapshot, subject: str, webhook: JsonObject) -> list[Findin
         for address in endpoint.get("addresses") or []
     ]
     if not ready:
+        # a webhook scaled to zero is brought back by scaling it up (to the chart's default replicas)
+        scaled_down = [
+            d["metadata"]["name"]
+            for d in snap.webhook_deployments.get(key, [])
+            if (d.get("spec") or {}).get("replicas") == 0
+        ]
         return [
             Finding(
                 "webhook",
@@ -157,8 +163,13 @@ def _endpoints(snap: Snapshot, subject: str, webhook: JsonObject) -> list[Findin
                 f"no ready endpoint behind the webhook's Service; {consequence}",
                 evidence=(
                     f"{len(snap.endpoint_slices.get(key, []))} EndpointSlice(s), none with a ready address",
+                    *(f"Deployment/{key[0]}/{name} is scaled to 0 replicas" for name in scaled_down),
                 ),
-                fix=f"kubectl -n {key[0]} describe service {key[1]}",
+                fix=(
+                    f"kubectl scale deployment -n {key[0]} {scaled_down[0]} --replicas=2"
+                    if scaled_down
+                    else f"kubectl -n {key[0]} describe service {key[1]}"
+                ),
             )
         ]
     return [Finding("webhook", where, Severity.OK, Code.ENDPOINTS_READY, f"{len(ready)} ready endpoint(s)")]

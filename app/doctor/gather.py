@@ -51,6 +51,8 @@ class Snapshot:
     webhook_configurations: list[JsonObject] = field(default_factory=list)
     services: dict[tuple[str, str], JsonObject | None] = field(default_factory=dict)
     endpoint_slices: dict[tuple[str, str], list[JsonObject]] = field(default_factory=dict)
+    # the Deployments whose pods the webhook's Service selects (Service mode)
+    webhook_deployments: dict[tuple[str, str], list[JsonObject]] = field(default_factory=dict)
     served_certificates: dict[str, bytes | str] = field(
         default_factory=dict
     )  # configuration -> PEM or why not
@@ -153,6 +155,7 @@ class Reader:
         for deployment in deployments.get("items") or []:
             labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
             if selector and all(labels.get(k) == v for k, v in selector.items()):
+                snap.webhook_deployments.setdefault(service_key, []).append(deployment)
                 for volume in deployment["spec"]["template"]["spec"].get("volumes") or []:
                     if (volume.get("secret") or {}).get("secretName"):
                         candidates.append(volume["secret"]["secretName"])
