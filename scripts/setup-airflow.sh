@@ -16,10 +16,13 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
 fi
 
+# cryptography < 43 on the Airflow 2 lines, as their images and constraints ship it: newer releases made
+# MultiFernet a Rust object that refuses Airflow 2's `_fernet.is_encrypted = True`, so `airflow db init`
+# crashes creating the default connections after it migrated.
 declare -A PINS=(
   [3.0.2]="apache-airflow==3.0.2 apache-airflow-providers-postgres asyncpg psycopg2-binary apache-airflow-providers-fab==2.4.4 apache-airflow-providers-celery==3.26.0"
-  [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary apache-airflow-providers-celery==3.13.1"
-  [2.6.3]="apache-airflow==2.6.3 psycopg2-binary celery>=5.2.3,<5.4 pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24"
+  [2.10.5]="apache-airflow==2.10.5 apache-airflow-providers-postgres psycopg2-binary apache-airflow-providers-celery==3.13.1 cryptography<43"
+  [2.6.3]="apache-airflow==2.6.3 psycopg2-binary celery>=5.2.3,<5.4 pendulum<3 flask-session<0.6 sqlalchemy<2 connexion<3 flask<2.3 werkzeug<2.3 flask-sqlalchemy<3 marshmallow<3.24 cryptography<43"
 )
 mkdir -p "$CACHE"
 for version in 3.0.2 2.10.5 2.6.3; do

@@ -103,7 +103,8 @@ def migrate_script(
         "    attempt=1",
         "    while :; do",
         f'      say "migrating with airflow db {subcommand} (attempt $attempt/{tries})"',
-        f"      if migration=$(bounded {bounds.migrate_timeout_seconds} {_MIGRATE_LOGGED} {subcommand} 2>&1); then",
+        f"      if migration=$(bounded {bounds.migrate_timeout_seconds} {_MIGRATE_LOGGED} {subcommand} 2>&1);"
+        " then",
         # Alembic names every revision it applies: none means a racing pod migrated first (this one
         # waited on Airflow's migration lock, then found nothing to do)
         f"        if printf '%s\\n' \"$migration\" | grep -qE '{_APPLIED}'; then",
