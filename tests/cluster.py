@@ -9,11 +9,13 @@ tests that need them say so where they run on 1.20."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import functools
 import ipaddress
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -138,8 +140,43 @@ def apiserver() -> tuple[Path, tuple[int, int]]:
     return binary, (int(found.group(1)), int(found.group(2)))
 
 
+def routes_out() -> list[str]:
+    """This process's routes through any link but `lo`, e.g. "default via 192.0.2.1 dev eth0" (/proc/net is
+    the process's own network namespace; the IPv6 table includes the local routes)."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for row in [line.split() for line in Path("/proc/net/route").read_text().splitlines()[1:]]:
+            if row and row[0] != "lo":
+                dest, gateway, mask = (socket.inet_ntoa(bytes.fromhex(v)[::-1]) for v in row[1:3] + row[7:8])
+                prefix = ipaddress.ip_network(f"{dest}/{mask}", strict=False)
+                via = f" via {gateway}" if gateway != "0.0.0.0" else ""
+                found.append(f"{'default' if prefix.prefixlen == 0 else prefix}{via} dev {row[0]}")
+    with contextlib.suppress(FileNotFoundError):  # no such file: IPv6 disabled
+        for row in [line.split() for line in Path("/proc/net/ipv6_route").read_text().splitlines()]:
+            if row and row[-1] != "lo":
+                dest6, gateway6 = (ipaddress.IPv6Address(bytes.fromhex(v)) for v in (row[0], row[4]))
+                length = int(row[1], 16)
+                via = f" via {gateway6}" if int(gateway6) else ""
+                found.append(f"{'default' if length == 0 else f'{dest6}/{length}'}{via} dev {row[-1]}")
+    return found
+
+
+def require_isolated_network() -> None:
+    """The API server dials webhooks registered by Service at their ClusterIP (10.0.0.x here): with a route
+    out, that traffic would leave the machine. Inside scripts/isolated.sh only `lo` exists and it fails at
+    once with "network unreachable"."""
+    found = routes_out()
+    if found:
+        raise RuntimeError(
+            "the end-to-end tier runs only inside an isolated network namespace: run it through "
+            "scripts/test.sh (scripts/isolated.sh); routes out of this one: " + "; ".join(found[:10])
+        )
+
+
 def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster:
-    """`webhook_kubeconfig`: credentials the API server presents to webhooks (its AdmissionConfiguration)."""
+    """`webhook_kubeconfig`: credentials the API server presents to webhooks (its AdmissionConfiguration).
+    Refuses to start where the network namespace has a route out (require_isolated_network)."""
+    require_isolated_network()
     binary, version = apiserver()
     pki = work / "pki"
     pki.mkdir(parents=True)

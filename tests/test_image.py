@@ -1,9 +1,11 @@
 """The real image, built from the Dockerfile and run as the chart runs it, without Docker or a registry.
 
-scripts/build-image.sh builds it with buildah on a base made from Debian's packages; podman runs it on runc
-with the chart's security settings: uid/gid 65532, all capabilities dropped, no new privileges, a read-only
-root without even a tmpfs, 256 MiB of memory. Storage, images and containers live in a scratch folder that
-the module removes at the end.
+scripts/build-image.sh builds it with buildah on a base made from Debian's packages and keeps it as an OCI
+archive in the cache folder; scripts/test.sh runs it before pytest (which has no network:
+scripts/isolated.sh), so here it only prints the cached archive's path. The module loads that archive into a
+scratch podman storage (`podman load`), and podman runs it on runc with the chart's security settings:
+uid/gid 65532, all capabilities dropped, no new privileges, a read-only root without even a tmpfs, 256 MiB of
+memory. Storage, images and containers live in the scratch folder, which the module removes at the end.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from app.tls.issue import write_certificates
 from tests.servers import free_port
 from tests.support import ADMISSION_FIXTURES, REPO
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(1200)]  # the first test pays for the build
+pytestmark = pytest.mark.image
+IMAGE = "localhost/airflow-migration-webhook:test"  # the name the archive carries (scripts/build-image.sh)
 MEMORY_LIMIT = 256 * 1024 * 1024  # the chart's resources.limits.memory
 DRAIN_SECONDS = 2.0  # the server's default drain delay
 HEADERS = {"Content-Type": "application/json"}
@@ -51,21 +54,47 @@ class Podman:
         return result
 
 
+def image_archive() -> Path:
+    """The image's OCI archive: scripts/build-image.sh prints its path last (cached: no build, no network)."""
+    built = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-image.sh")], capture_output=True, text=True, timeout=240
+    )
+    if built.returncode != 0:
+        raise RuntimeError(f"build-image.sh failed:\n{built.stderr[-4000:]}")
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+def scratch_podman(scratch: Path) -> dict[str, str]:
+    """The environment that points podman at storage, run state and configuration inside `scratch`."""
+    (scratch / "storage").mkdir()
+    (scratch / "run").mkdir()
+    # podman's default ulimits ask for more than this machine grants: explicit ones the chart's pod would see
+    (scratch / "containers.conf").write_text(
+        "[containers]\n"
+        'default_ulimits = ["nofile=8192:8192", "nproc=4096:4096"]\n'
+        "[engine]\n"
+        'runtime = "runc"\n'
+        'cgroup_manager = "cgroupfs"\n'
+        'events_logger = "file"\n'
+    )
+    (scratch / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{scratch / "storage"}"\nrunroot = "{scratch / "run"}"\n'
+    )
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": str(scratch / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(scratch / "storage.conf"),
+    }
+
+
 @pytest.fixture(scope="module")
 def podman() -> Iterator[Podman]:
+    archive = image_archive()
     scratch = Path(tempfile.mkdtemp(prefix="amw-image-"))
     try:
-        built = subprocess.run(
-            ["bash", str(REPO / "scripts" / "build-image.sh"), str(scratch)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        if built.returncode != 0:
-            raise RuntimeError(f"build-image.sh failed:\n{built.stderr[-4000:]}")
-        exports = built.stdout.strip().splitlines()[-1].removeprefix("export ").split()
-        env = {**os.environ, **dict(item.split("=", 1) for item in exports)}
-        handle = Podman(env, env["AMW_IMAGE"])
+        handle = Podman(scratch_podman(scratch), IMAGE)
+        loaded = handle("load", "--input", str(archive), timeout=300).stdout
+        assert f"Loaded image: {IMAGE}" in loaded.splitlines(), loaded
         yield handle
         handle("rm", "--all", "--force", check=False)
         handle("rmi", "--all", "--force", check=False)
