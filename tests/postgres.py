@@ -21,13 +21,18 @@ def _bin(name: str) -> str:
 
 
 class Postgres:
-    def __init__(self) -> None:
+    """`host`/`port`: where it listens; `enter`: a command prefix that starts it elsewhere (the node tier
+    starts it inside the cluster's network namespace with nsenter: pods reach it as an external database)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, enter: tuple[str, ...] = ()) -> None:
         # pytest's tmp folders are private to root; the server runs as `postgres` and must reach its files
         root = Path(tempfile.mkdtemp(prefix="amw-postgres-"))
         self.root = root
         self.data = root / "pgdata"
         self.sockets = root / "pgsock"
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
+        self.enter = enter
         self.sockets.mkdir(parents=True)
         self._as_postgres = os.geteuid() == 0  # the server refuses to run as root
         if self._as_postgres:
@@ -35,11 +40,16 @@ class Postgres:
             shutil.chown(self.sockets, "postgres")
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
 
-    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, *argv: str, enter: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
-        return subprocess.run([*prefix, *argv], capture_output=True, text=True, check=True, timeout=120)
+        return subprocess.run(
+            [*enter, *prefix, *argv], capture_output=True, text=True, check=True, timeout=120
+        )
 
     def start(self) -> None:
+        if self.host != "127.0.0.1":
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 0.0.0.0/0 trust\n")
         self._run(
             _bin("pg_ctl"),
             "-D",
@@ -49,7 +59,8 @@ class Postgres:
             "-w",
             "start",
             "-o",
-            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-p {self.port} -k {self.sockets} -c listen_addresses={self.host} -c fsync=off",
+            enter=self.enter,
         )
 
     def stop(self) -> None:
@@ -81,7 +92,7 @@ class Postgres:
         return self.url(name)
 
     def url(self, name: str) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+psycopg2://postgres@{self.host}:{self.port}/{name}"
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
