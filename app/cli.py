@@ -176,6 +176,7 @@ def _add_options(parser: argparse.ArgumentParser, *keys: str, aliases: dict[str,
         parser.add_argument(
             *names,
             dest=_dest(key),
+            metavar=option.flag.lstrip("-").upper().replace("-", "_"),
             type=option.parse,
             default=None,
             help=f"{option.help} (env {option.env}; config {key})",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from app.cli import build_parser
 from tests.support import GOLDEN, REPO, cli_mutate
 
 SCHEDULER = (GOLDEN / "cases" / "plain-mirror-scheduler.yaml").read_text()
@@ -193,3 +196,16 @@ def test_certs_says_which_files_it_reused_and_which_it_wrote(tmp_path: Path) -> 
                 f"reused {out_dir}/ca.crt, {out_dir}/ca.key (--force makes a new CA)",
                 f"wrote {out_dir}/tls.crt, {out_dir}/tls.key",
             ]
+
+
+@pytest.mark.parametrize("command", ["serve", "mutate", "reconcile", "doctor"])
+def test_help_names_values_after_their_flags(command: str) -> None:
+    """`--kubeconfig KUBECONFIG`, never an internal destination name such as OPTION_KUBECONFIG."""
+    parser = build_parser()
+    sub = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    ).choices[command]
+    text = sub.format_help()
+    assert "OPTION_" not in text, text
+    if command == "doctor":
+        assert "--kubeconfig KUBECONFIG" in text and "--namespace-label-key NAMESPACE_LABEL_KEY" in text
