@@ -235,3 +235,17 @@ def test_no_ready_endpoint_behind_the_service_and_what_brings_one_back(replicas:
     assert finding.fix == fix
     assert ("scaled to 0 replicas" in " ".join(finding.evidence)) is (replicas == 0)
     assert report.likely_cause is finding
+
+
+def test_a_namespace_not_selected_shows_labels_and_selector_as_kubectl_writes_them() -> None:
+    snap = snapshot(scheduler([]), [])
+    snap.namespaces = {
+        "af": {"metadata": {"name": "af", "labels": {"kubernetes.io/metadata.name": "af", "team": "data"}}}
+    }
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    [finding] = [f for f in report.findings if f.code == Code.NAMESPACE_NOT_SELECTED]
+    assert finding.evidence == (
+        "labels: kubernetes.io/metadata.name=af,team=data",
+        "namespaceSelector: airflow-migration-webhook/inject in (enabled),"
+        "kubernetes.io/metadata.name notin (amw)",
+    )

@@ -300,6 +300,27 @@ def _expected_name(client_config: JsonObject) -> str | None:
 # --- 2. the namespace ---------------------------------------------------------------------------------------
 
 
+def _label_list(labels: dict[str, str]) -> str:
+    """`a=b,c=d`, as kubectl prints labels (`--show-labels`)."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items())) or "<none>"
+
+
+def _selector_text(selector: JsonObject | None) -> str:
+    """A label selector as kubectl's `-l` syntax reads: `a=b,c in (x,y),d notin (z),e,!f`."""
+    if not selector:
+        return "<everything>"
+    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = ",".join(expression.get("values") or [])
+        terms.append(
+            {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": f"{key}"}.get(
+                str(operator), f"!{key}"
+            )
+        )
+    return ",".join(terms)
+
+
 def selects(selector: JsonObject | None, labels: dict[str, str]) -> bool:
     """A Kubernetes label selector (matchLabels, matchExpressions) against a label set."""
     selector = selector or {}
@@ -362,7 +383,10 @@ def check_namespace(snap: Snapshot, namespace: str, context: Context) -> list[Fi
             Severity.PROBLEM,
             Code.NAMESPACE_NOT_SELECTED,
             message,
-            evidence=(f"labels: {obj['metadata'].get('labels') or {}}", f"namespaceSelector: {selector}"),
+            evidence=(
+                f"labels: {_label_list(obj['metadata'].get('labels') or {})}",
+                f"namespaceSelector: {_selector_text(selector)}",
+            ),
             fix="" if excluded else f"kubectl label namespace {namespace} {label}",
         )
     ]
