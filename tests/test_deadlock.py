@@ -1,0 +1,227 @@
+"""The deadlock and its cure, watched on a running cluster (the node tier, tests/node.py).
+
+The official chart 1.18.0 (Airflow 3.0.2 stand-in image, LocalExecutor, an external PostgreSQL) is synced
+the way Argo CD syncs it (tests/argocd.py: PreSync, Sync, PostSync; a phase starts only once the previous
+one is Healthy; server-side apply as `argocd-controller`), by a real kubelet, controllers and scheduler,
+with the webhook installed by its own chart and image. Each scenario records its timeline, printed in the
+test session's summary (tests/conftest.py) and quoted in the README's "On a running cluster".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.argocd import ArgoSync, SyncResult, plan
+from tests.node import NODE_IP, OPT_IN_LABEL, TIMELINES, WEBHOOK_NAMESPACE, NodeCluster, render_official
+from tests.postgres import Postgres
+from tests.support import REPO
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
+STEP = "airflow-db-migrate"
+WAIT = "wait-for-airflow-migrations"
+MIGRATION_JOB = "batch/Job/airflow-run-airflow-migrations"
+DEADLOCK_WAIT = 100  # seconds: past the wait container's own 60 s timeout, so it has restarted at least once
+SYNC_TIMEOUT = 600
+
+
+def release(cluster: NodeCluster, postgres: Postgres, namespace: str, opted_in: bool) -> str:
+    cluster.kubectl("create", "namespace", namespace)
+    if opted_in:
+        cluster.kubectl("label", "namespace", namespace, OPT_IN_LABEL)
+    postgres.create_database(namespace)
+    return render_official(namespace, NODE_IP, postgres.port, database=namespace)
+
+
+def pods_table(cluster: NodeCluster, namespace: str) -> str:
+    return cluster.kubectl("get", "pods", "-n", namespace).stdout
+
+
+def record(title: str, result: SyncResult, cluster: NodeCluster, namespace: str, extra: str = "") -> None:
+    counts = ", ".join(f"{p['metadata']['name']}: {restarts(p)}" for p in airflow_pods(cluster, namespace))
+    TIMELINES.append(
+        f"--- {title}\n{result}\n$ kubectl get pods -n {namespace}\n{pods_table(cluster, namespace)}"
+        f"restarts: {counts}\n{extra}"
+    )
+
+
+def airflow_pods(cluster: NodeCluster, namespace: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in cluster.pods(namespace, "tier=airflow")
+        if p["metadata"]["labels"].get("component") != "run-airflow-migrations"
+    ]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    statuses = pod["status"].get("initContainerStatuses", []) + pod["status"].get("containerStatuses", [])
+    return sum(s.get("restartCount", 0) for s in statuses)
+
+
+def step_log(cluster: NodeCluster, namespace: str, pod: dict[str, Any]) -> str:
+    return cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"], "-c", STEP).stdout
+
+
+def test_without_the_webhook_the_sync_deadlocks(node_cluster: NodeCluster, node_postgres: Postgres) -> None:
+    """Control: the chart's defaults, a namespace that is not opted in: the workloads wait for a migration
+    that only the PostSync hook would run, and Argo CD never starts PostSync."""
+    namespace = "deadlock"
+    manifest = release(node_cluster, node_postgres, namespace, opted_in=False)
+    result = ArgoSync(node_cluster.kubectl, namespace, manifest).sync(timeout=DEADLOCK_WAIT)
+    record(f"without the webhook (waited {DEADLOCK_WAIT} s)", result, node_cluster, namespace)
+
+    assert result.phase == "Running", result
+    assert result.message.startswith("waiting for healthy state of apps/Deployment/airflow-"), result
+    assert MIGRATION_JOB not in result.hooks_created
+    assert node_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout == ""
+    for component in ("scheduler", "api-server"):
+        [pod] = node_cluster.pods(namespace, f"component={component}")
+        assert not ready(pod), pod["status"]
+        waiting = [s for s in pod["status"]["initContainerStatuses"] if s["name"] == WAIT]
+        assert waiting and not waiting[0]["ready"], pod["status"]
+        assert all(c["name"] != STEP for c in pod["spec"]["initContainers"])
+    assert (
+        node_postgres.psql(namespace, "select count(*) from pg_tables where tablename = 'alembic_version'")
+        == "0"
+    )
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_with_the_webhook_the_sync_completes(
+    node_cluster: NodeCluster, webhook_release: str, node_postgres: Postgres
+) -> None:
+    """The cure, then no drift: every workload Healthy, the PostSync migration Job created afterwards with
+    nothing left to migrate, one pod's step applied the migrations; `kubectl diff --server-side` of the same
+    render shows nothing and a second sync rolls no pod."""
+    namespace = "cure"
+    manifest = release(node_cluster, node_postgres, namespace, opted_in=True)
+    started = time.monotonic()
+    result = ArgoSync(node_cluster.kubectl, namespace, manifest).sync(timeout=SYNC_TIMEOUT)
+    seconds = time.monotonic() - started
+    pods = airflow_pods(node_cluster, namespace)
+    migrating = [p for p in pods if any(c["name"] == STEP for c in p["spec"]["initContainers"])]
+    logs = {p["metadata"]["name"]: step_log(node_cluster, namespace, p) for p in migrating}
+    record(
+        f"with the webhook: {result.phase} in {seconds:.0f} s",
+        result,
+        node_cluster,
+        namespace,
+        "".join(f"$ kubectl logs -n {namespace} {name} -c {STEP}\n{log}" for name, log in logs.items()),
+    )
+
+    assert result.phase == "Succeeded", result
+    assert MIGRATION_JOB in result.hooks_created
+    events = [event for _, event in result.timeline]
+    healthy_at = max(i for i, e in enumerate(events) if "Healthy" in e and "Deployment" in e)
+    hook_at = events.index(f"hook created {MIGRATION_JOB} (PostSync)")
+    assert hook_at > healthy_at, "PostSync starts only once every workload is Healthy"
+    assert all(ready(p) for p in pods), pods_table(node_cluster, namespace)
+    # the migrating components (scheduler and API server by default) carry the step; it ran on the kubelet,
+    # and exactly one of them applied the migrations
+    assert sorted(p["metadata"]["labels"]["component"] for p in migrating) == ["api-server", "scheduler"]
+    said = [line for log in logs.values() for line in log.splitlines()]
+    assert said.count("airflow-db-migrate: migrations applied") == 1, logs
+    assert len(node_postgres.psql(namespace, "select version_num from alembic_version").split()) == 1
+
+    # no drift: Argo CD's server-side diff of the same render, and a second sync that rolls nothing
+    # (the objects as the sync applied them: Argo CD's tracking annotation included)
+    applied = [task.obj for task in plan(manifest, namespace) if not task.hook]
+    diff = node_cluster.kubectl(
+        "diff", "--server-side", "--field-manager=argocd-controller", "--force-conflicts",
+        "-n", namespace, "-f", "-",
+        input="".join("---\n" + yaml.safe_dump(obj) for obj in applied),
+        check=False,
+    )  # fmt: skip
+    assert diff.returncode == 0, diff.stdout[-3000:] + diff.stderr[-2000:]
+    before = {p["metadata"]["uid"] for p in airflow_pods(node_cluster, namespace)}
+    again = ArgoSync(node_cluster.kubectl, namespace, manifest).sync(timeout=SYNC_TIMEOUT)
+    assert again.phase == "Succeeded", again
+    assert {p["metadata"]["uid"] for p in airflow_pods(node_cluster, namespace)} == before, "a pod was rolled"
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def run_as_printed(command: str, cluster: NodeCluster) -> subprocess.CompletedProcess[str]:
+    """A command doctor printed, run as a user would paste it: a shell, the cluster's kubeconfig, the
+    project's CLI, kubectl and helm on PATH."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PATH": f"{REPO / '.venv' / 'bin'}:{REPO / '.cache' / 'bin'}:{os.environ['PATH']}",
+    }
+    return subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_webhook_down_then_doctor_and_its_fixes_unstick_the_release(
+    node_cluster: NodeCluster, webhook_release: str, node_postgres: Postgres
+) -> None:
+    """The webhook scaled to zero (failurePolicy Ignore): a fresh sync stores the workloads without the step
+    and sticks. doctor names the cause, with the pods' real logs; its suggested fixes, run exactly as
+    printed, unstick the sync; then doctor exits 0."""
+    namespace = "stuck"
+    webhook = f"{webhook_release}-airflow-migration-webhook"
+    try:
+        unstick_with_doctor(node_cluster, node_postgres, namespace, webhook)
+    finally:  # whatever happened, the next tests get their webhook back
+        node_cluster.kubectl("scale", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--replicas=2")
+        node_cluster.kubectl(
+            "rollout", "status", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--timeout=110s"
+        )
+
+
+def unstick_with_doctor(
+    node_cluster: NodeCluster, node_postgres: Postgres, namespace: str, webhook: str
+) -> None:
+    node_cluster.kubectl("scale", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--replicas=0")
+    node_cluster.wait_for(
+        "the webhook's pods to go",
+        lambda: not node_cluster.pods(WEBHOOK_NAMESPACE, "app.kubernetes.io/name=airflow-migration-webhook"),
+        120,
+    )
+    manifest = release(node_cluster, node_postgres, namespace, opted_in=True)
+    sync = ArgoSync(node_cluster.kubectl, namespace, manifest)
+    stuck = sync.sync(timeout=DEADLOCK_WAIT)
+    assert stuck.phase == "Running" and "waiting for healthy state" in stuck.message, stuck
+    scheduler = node_cluster.get_json("deployment", "-n", namespace, "airflow-scheduler")
+    assert STEP not in [c["name"] for c in scheduler["spec"]["template"]["spec"]["initContainers"]]  # type: ignore[index]
+
+    said = []
+    for _ in range(3):  # doctor, its fixes as printed, until doctor finds nothing
+        doctor = run_as_printed(
+            f"airflow-migration-webhook doctor --namespace {namespace} -o json", node_cluster
+        )
+        report = json.loads(doctor.stdout)
+        said.append(
+            run_as_printed(f"airflow-migration-webhook doctor --namespace {namespace}", node_cluster).stdout
+        )
+        if doctor.returncode == 0:
+            break
+        assert doctor.returncode == 1, doctor.stderr
+        if len(said) == 1:  # the cause first, and the waiting pods' real logs from the kubelet
+            assert report["summary"]["likely_cause"]["code"] == "endpoints_not_ready", said[0]
+            waiting = [f for f in report["findings"] if f["code"] == "waiting_without_step"]
+            assert waiting and all("logs unavailable" not in " ".join(f["evidence"]) for f in waiting), said[
+                0
+            ]
+        for fix in report["summary"]["fixes"]:
+            ran = run_as_printed(fix, node_cluster)
+            assert ran.returncode == 0, f"{fix}\n{ran.stdout}{ran.stderr}"
+        unstuck = sync.sync(timeout=SYNC_TIMEOUT)
+    else:
+        raise AssertionError("doctor still finds problems after three rounds of its fixes:\n" + said[-1])
+    record(
+        "webhook down, then doctor and its fixes", unstuck, node_cluster, namespace,
+        "".join(f"$ airflow-migration-webhook doctor --namespace {namespace}\n{text}" for text in said),
+    )  # fmt: skip
+    assert unstuck.phase == "Succeeded", unstuck
+    assert len(said) >= 2, "the first doctor run found problems"
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
