@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from tests.node import (
 )
 from tests.podrunner import PodRun
 from tests.postgres import Postgres
-from tests.support import REPO
+from tests.support import setup_script_path
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def venvs() -> Path:
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "setup-airflow.sh")], capture_output=True, text=True, timeout=3600
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"setup-airflow.sh failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return setup_script_path("setup-airflow.sh", timeout=3600)
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +66,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # --- the node tier: a real single-node cluster (tests/node.py) ----------------------------------------
 
 
-def webhook_image_archive() -> Path:
-    """The webhook's image, built from the Dockerfile by scripts/build-image.sh (cached OCI archive)."""
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-image.sh")], capture_output=True, text=True, timeout=1800
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"build-image.sh failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="session")
 def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     """One real cluster for the whole node tier, with every image the tier runs already imported."""
@@ -93,7 +77,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
         images.pause_image().path,
         images.busybox_image().path,
         images.airflow_image(AIRFLOW_NODE_VERSION).path,
-        webhook_image_archive(),
+        setup_script_path("build-image.sh", timeout=1800),  # the webhook's image, from the Dockerfile
     ]
     cluster = start_node_cluster(tmp_path_factory.mktemp("node"), archives)
     SERVERS_USED.append("node tier: Kubernetes v1.32.13 (kubelet, controllers, kube-proxy, CoreDNS 1.11.3)")

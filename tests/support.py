@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ BITNAMI_SCRIPTS = FIXTURES / "bitnami"
 GOLDEN = REPO / "tests" / "golden"
 REFRESH = os.environ.get("REFRESH_GOLDEN", "").lower() in ("1", "true", "yes")
 _OPERATION = re.compile(r"^# operation: (CREATE|UPDATE)$", re.MULTILINE)
+
+
+def setup_script_path(script: str, timeout: float) -> Path:
+    """Run a setup script of scripts/ that prints a path on its last stdout line (cached after the first
+    run, so tests may call it freely) and return that path."""
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{script} failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def operation_of(text: str) -> str:

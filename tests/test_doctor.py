@@ -289,7 +289,8 @@ def test_pods_stuck_in_the_wait_container_without_the_step(cluster: Cluster, web
     assert code == 1
     [stuck] = found(report, "waiting_without_step", "problem")
     assert stuck["subject"] == "Pod/doc-waiting/airflow-scheduler-1"
-    assert "wait-for-airflow-migrations for 20m" in stuck["message"]
+    # counted from the pod's start (25 minutes ago), not from the current attempt (20)
+    assert "wait-for-airflow-migrations for 25m" in stuck["message"]
     assert stuck[
         "fix"
     ] == "airflow-migration-webhook reconcile --namespace doc-waiting --namespace-label-key " + (

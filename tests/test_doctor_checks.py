@@ -249,3 +249,64 @@ def test_a_namespace_not_selected_shows_labels_and_selector_as_kubectl_writes_th
         "namespaceSelector: airflow-migration-webhook/inject in (enabled),"
         "kubernetes.io/metadata.name notin (amw)",
     )
+
+
+def waiting_pod(name: str, restarts: int = 0) -> dict[str, Any]:
+    pod = scheduler(
+        [
+            {
+                "name": "wait-for-airflow-migrations",
+                "image": "apache/airflow:3.0.2",
+                "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+            }
+        ]
+    )
+    pod["metadata"]["name"] = name
+    pod["status"] = {
+        "startTime": "2026-12-04T11:00:00Z",
+        "initContainerStatuses": [
+            {
+                "name": "wait-for-airflow-migrations",
+                "state": {"running": {"startedAt": "2026-12-04T11:59:30Z"}},
+                "restartCount": restarts,
+            }
+        ],
+    }
+    return pod
+
+
+def test_the_likely_cause_is_what_blocks_the_others_not_the_first_name() -> None:
+    """An API-server pod waiting behind a scheduler whose step fails: the cause is the failing step, whatever
+    the names' order, and its fix comes first."""
+    step = {"name": STEP_CONTAINER_NAME, "image": "apache/airflow:3.0.2"}
+    failing = scheduler([step])
+    snap = snapshot(failing, [{"name": STEP_CONTAINER_NAME, "state": {"terminated": {"exitCode": 1}}}])
+    snap.pods["af"] = [waiting_pod("a-api-server-1"), failing]  # the waiting pod comes first by name
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    assert [f.code for f in report.problems] == [Code.WAITING_WITHOUT_STEP, Code.STEP_FAILED]
+    cause = report.likely_cause
+    assert cause is not None and cause.code == Code.STEP_FAILED
+    assert report.fixes[0] == f"kubectl logs -n af s-1 -c {STEP_CONTAINER_NAME}"
+    assert "Likely cause: Pod/af/s-1" in render_table(report)
+
+
+def test_a_waiting_pod_says_how_long_since_it_started_and_its_restarts() -> None:
+    snap = snapshot(scheduler([]), [])
+    snap.pods["af"] = [waiting_pod("w-1", restarts=2)]
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    [waiting] = [f for f in report.findings if f.code == Code.WAITING_WITHOUT_STEP]
+    assert "stuck in wait-for-airflow-migrations for 1h00m (2 restarts):" in waiting.message
+
+
+def test_repeated_log_lines_collapse_in_the_table_and_json_keeps_them_all() -> None:
+    snap = snapshot(scheduler([]), [])
+    snap.pods["af"] = [waiting_pod("w-1")]
+    lines = [f"Waiting for migrations... {n} second(s)" for n in range(10, 20)]
+    snap.logs[("af", "w-1", "wait-for-airflow-migrations")] = ["DB: postgresql://x", *lines]
+    report = diagnose(snap, Context(EngineConfig(), NamespaceLabel(), NOW))
+    table = render_table(report)
+    assert "| wait-for-airflow-migrations: DB: postgresql://x" in table
+    assert "| wait-for-airflow-migrations: Waiting for migrations... 19 second(s) (10 similar lines)" in table
+    assert "10 second(s)" not in table
+    [waiting] = [f for f in report.to_json()["findings"] if f["code"] == "waiting_without_step"]
+    assert len(waiting["evidence"]) == 11

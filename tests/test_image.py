@@ -30,7 +30,7 @@ import pytest
 from app.engine import EngineConfig, mutate
 from app.tls.issue import write_certificates
 from tests.servers import free_port
-from tests.support import ADMISSION_FIXTURES, REPO
+from tests.support import ADMISSION_FIXTURES, setup_script_path
 
 pytestmark = pytest.mark.image
 IMAGE = "localhost/airflow-migration-webhook:test"  # the name the archive carries (scripts/build-image.sh)
@@ -56,12 +56,7 @@ class Podman:
 
 def image_archive() -> Path:
     """The image's OCI archive: scripts/build-image.sh prints its path last (cached: no build, no network)."""
-    built = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-image.sh")], capture_output=True, text=True, timeout=240
-    )
-    if built.returncode != 0:
-        raise RuntimeError(f"build-image.sh failed:\n{built.stderr[-4000:]}")
-    return Path(built.stdout.strip().splitlines()[-1])
+    return setup_script_path("build-image.sh", timeout=240)
 
 
 def scratch_podman(scratch: Path) -> dict[str, str]:

@@ -519,9 +519,13 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
         terminated = state.get("terminated") or {}
         exit_code = terminated.get("exitCode", last.get("exitCode"))
         waiting = (state.get("waiting") or {}).get("reason")
+        # how long the pod has been stuck: since it started (a wait container that times out and restarts
+        # begins a new attempt each time), with the restarts that took
         running_since = _since(
-            (state.get("running") or {}).get("startedAt") or pod["status"].get("startTime"), context.now
+            pod["status"].get("startTime") or (state.get("running") or {}).get("startedAt"), context.now
         )
+        if restarts := int(current.get("restartCount") or 0):
+            running_since += f" ({restarts} restart{'s' if restarts > 1 else ''})"
         evidence = _log_evidence(snap, namespace, name, container)
         owner = _owner(snap, namespace, pod)
         if container == STEP_CONTAINER_NAME and exit_code not in (None, 0):

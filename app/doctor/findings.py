@@ -5,6 +5,7 @@ The JSON form is stable (documented in the README): add keys, never rename or re
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -59,6 +60,19 @@ class Finding:
     fix: str = ""  # one command (or instruction) that addresses it
 
 
+# What blocks what, most blocking first: a webhook the API server cannot use blocks every object, a namespace
+# it never sees blocks that namespace, a failing step blocks every pod that waits for its migration, a
+# workload without the step makes pods that wait, and the Job's or Argo CD's state follows from all that.
+_CAUSE_ORDER: tuple[str, ...] = ("webhook", "namespace", Code.STEP_FAILED, "workload", "pod", "job", "argocd")
+
+
+def _cause_rank(finding: Finding) -> int:
+    for key in (finding.code, finding.check):
+        if key in _CAUSE_ORDER:
+            return _CAUSE_ORDER.index(key)
+    return len(_CAUSE_ORDER)
+
+
 @dataclass(frozen=True)
 class Report:
     namespaces: list[str]
@@ -75,13 +89,18 @@ class Report:
 
     @property
     def likely_cause(self) -> Finding | None:
-        """The first problem, in the order of the checks: the webhook, then the namespace, then workloads."""
-        return next(iter(self.problems), None) or next(iter(self.warnings), None)
+        """The problem that blocks the others (_CAUSE_ORDER; found first among equals), else a warning."""
+        for group in (self.problems, self.warnings):
+            if group:
+                return min(group, key=_cause_rank)  # min keeps the first of equal ranks
+        return None
 
     @property
     def fixes(self) -> list[str]:
-        """One command per problem (then per warning), without repeats, in the order found."""
-        ordered = [f.fix for f in (*self.problems, *self.warnings) if f.fix]
+        """One command per problem (then per warning), without repeats, the likely cause's first."""
+        ordered = [
+            f.fix for group in (self.problems, self.warnings) for f in sorted(group, key=_cause_rank) if f.fix
+        ]
         return list(dict.fromkeys(ordered))
 
     @property
@@ -111,6 +130,26 @@ def _finding_json(finding: Finding) -> dict[str, Any]:
     return data
 
 
+_TABLE_EVIDENCE_LINES = 3
+_NUMBERS = re.compile(r"\d+")
+
+
+def _collapsed(evidence: tuple[str, ...]) -> list[str]:
+    """Runs of lines that differ only in their numbers (timestamps, counters: `Waiting for migrations... 10
+    second(s)` ... `19 second(s)`) as one line, then the last few: `-o json` keeps every line."""
+    runs: list[list[str]] = []
+    for line in evidence:
+        if runs and _NUMBERS.sub("#", runs[-1][0]) == _NUMBERS.sub("#", line):
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    lines = [run[0] if len(run) == 1 else f"{run[-1]} ({len(run)} similar lines)" for run in runs]
+    if len(lines) > _TABLE_EVIDENCE_LINES:
+        hidden = len(lines) - _TABLE_EVIDENCE_LINES + 1
+        lines = [f"... {hidden} earlier line(s) (-o json shows them)", *lines[-_TABLE_EVIDENCE_LINES + 1 :]]
+    return lines
+
+
 def render_table(report: Report) -> str:
     rows = [("CHECK", "SUBJECT", "RESULT", "CODE", "MESSAGE")]
     evidence: dict[int, tuple[str, ...]] = {}
@@ -123,7 +162,7 @@ def render_table(report: Report) -> str:
         lines.append(
             "  ".join([*(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)), row[4]]).rstrip()
         )
-        lines += [f"{'':{widths[0]}}  | {line}" for line in evidence.get(index, ())]
+        lines += [f"{'':{widths[0]}}  | {line}" for line in _collapsed(evidence.get(index, ()))]
     for note in report.notes:
         lines.append(f"note: {note}")
     lines.append("")
