@@ -93,22 +93,28 @@ class Cluster:
     def kube_version(self) -> str:
         return f"{self.version[0]}.{self.version[1]}.0"
 
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
+    def run_tool(
+        self, tool: str, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        kubectl = shutil.which("kubectl", path=str(REPO / ".cache" / "bin")) or "kubectl"
+        """kubectl or helm (.cache/bin, scripts/install-helm.sh) against this cluster."""
+        binary = shutil.which(tool, path=str(REPO / ".cache" / "bin")) or tool
         result = subprocess.run(
-            [kubectl, "--kubeconfig", str(self.kubeconfig), *args],
+            [binary, "--kubeconfig", str(self.kubeconfig), *args],
             input=input,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
+                f"{tool} {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
             )
         return result
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run_tool("kubectl", *args, input=input, check=check)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -166,18 +166,7 @@ class NodeCluster(Cluster):
         return ("nsenter", "-t", str(self.holder.pid), "-n", "--")
 
     def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        helm = shutil.which("helm", path=str(REPO / ".cache" / "bin")) or "helm"
-        result = subprocess.run(
-            [helm, "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
-            )
-        return result
+        return self.run_tool("helm", *args, check=check, timeout=timeout)
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         args = ["pods", "-n", namespace, *(["-l", selector] if selector else [])]
