@@ -216,12 +216,7 @@ def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster
             usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         )
     )
-    (pki / "sa.key").write_bytes(_pem_key(sa_key))
-    (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    write_service_account_keys(pki, sa_key)
 
     logs = work / "logs"
     logs.mkdir()
@@ -301,10 +296,7 @@ def start_cluster(work: Path, webhook_kubeconfig: Path | None = None) -> Cluster
         kubeconfig,
         server,
         pki / "ca.crt",
-        {
-            "client-certificate-data": base64.b64encode((pki / "admin.crt").read_bytes()).decode(),
-            "client-key-data": base64.b64encode((pki / "admin.key").read_bytes()).decode(),
-        },
+        client_certificate_user(pki, "admin"),
     )
     return Cluster(kubeconfig, server, pki, processes, logs, version)
 
@@ -332,6 +324,24 @@ def _admission_config(work: Path, webhook_kubeconfig: Path) -> Path:
     return path
 
 
+def write_service_account_keys(pki: Path, key: rsa.RSAPrivateKey) -> None:
+    """sa.key and sa.pub: the API server's service-account token signing pair."""
+    (pki / "sa.key").write_bytes(_pem_key(key))
+    (pki / "sa.pub").write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def client_certificate_user(pki: Path, name: str) -> dict[str, str]:
+    """A kubeconfig user authenticating with pki/NAME.crt and NAME.key."""
+    return {
+        "client-certificate-data": base64.b64encode((pki / f"{name}.crt").read_bytes()).decode(),
+        "client-key-data": base64.b64encode((pki / f"{name}.key").read_bytes()).decode(),
+    }
+
+
 def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str]) -> None:
     """A kubeconfig for `server` with the given user credentials (client certificate or token)."""
     config = {
@@ -355,14 +365,16 @@ def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str
 
 
 def _wait(ready: object, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Until `ready()` is true; fails with the log's tail if the process exits or the time runs out. The
+    component is named after its log file (etcd.log: etcd)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{log.stem} exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
             if ready():  # type: ignore[operator]
                 return
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, OSError, ValueError, subprocess.SubprocessError):
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{process.args[0]} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{log.stem} not ready after {timeout} s:\n{log.read_text()[-3000:]}")

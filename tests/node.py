@@ -23,13 +23,11 @@ and imported with `ctr -n k8s.io images import`; pods use `imagePullPolicy: Neve
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import ipaddress
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -45,9 +43,19 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.cluster import Cluster, _cert, _key, _pem_key, write_kubeconfig
+from tests.cluster import (
+    Cluster,
+    _cert,
+    _key,
+    _pem_key,
+    _wait,
+    client_certificate_user,
+    write_kubeconfig,
+    write_service_account_keys,
+)
 from tests.servers import free_port
 from tests.support import REPO
+from tests.test_chart import CHART, helm
 
 AIRFLOW_NODE_VERSION = "3.0.2"  # the Airflow stand-in image the releases run (tests/images.py)
 WEBHOOK_IMAGE = ("localhost/airflow-migration-webhook", "test")  # scripts/build-image.sh
@@ -144,15 +152,23 @@ class NodeCluster(Cluster):
     mount_namespace: str = ""
     created_dirs: list[Path] = dataclasses.field(default_factory=list)
     host_paths: dict[Path, bool] = dataclasses.field(default_factory=dict)  # existed before the start?
-    timeline: list[tuple[float, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def enter_node(self) -> tuple[str, ...]:
+        """A command prefix that runs a process in the cluster's network and mount namespaces."""
+        assert self.holder is not None
+        return ("nsenter", "-t", str(self.holder.pid), "-m", "-n", "--")
+
+    def cgroup_dirs(self) -> list[Path]:
+        """The run's cgroup root in every hierarchy: where the pods' cgroups live."""
+        return [hierarchy / self.cgroup_root.lstrip("/") for hierarchy in cgroup_hierarchies()]
 
     def in_node(
         self, *argv: str, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the cluster's network and mount namespaces (as a process of the node)."""
-        assert self.holder is not None
+        """Run a command as a process of the node."""
         return subprocess.run(
-            ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--", *argv],
+            [*self.enter_node, *argv],
             input=input,
             capture_output=True,
             text=True,
@@ -205,9 +221,7 @@ class NodeCluster(Cluster):
             pids = processes_in_namespace(kind, ident)
             if pids:
                 problems.append(f"processes still in the cluster's {kind} namespace: {pids}")
-        for hierarchy in cgroup_hierarchies():
-            if (hierarchy / self.cgroup_root.lstrip("/")).exists():
-                problems.append(f"cgroup left: {hierarchy / self.cgroup_root.lstrip('/')}")
+        problems += [f"cgroup left: {path}" for path in self.cgroup_dirs() if path.exists()]
         mounts = Path("/proc/self/mountinfo").read_text()
         if str(self.state) in mounts:
             problems.append(f"mounts under {self.state} left in the test run's mount namespace")
@@ -229,31 +243,23 @@ def render_official(
 ) -> str:
     """The official chart 1.18.0 as `helm template` renders it with the node tier's values
     (tests/fixtures/node-values: local images, an external PostgreSQL, LocalExecutor, no volumes)."""
-    helm = shutil.which("helm", path=str(REPO / ".cache" / "bin")) or "helm"
-    return subprocess.run(
-        [
-            helm,
-            "template",
-            "airflow",
-            str(REPO / "tests" / "fixtures" / "chart-sources" / "apache-airflow-1.18.0.tgz"),
-            "--namespace",
-            namespace,
-            "--kube-version",
-            "1.32.0",
-            "-f",
-            str(REPO / "tests" / "fixtures" / "node-values" / "apache-airflow-1.18.0.yaml"),
-            "--set",
-            f"data.metadataConnection.host={db_host}",
-            "--set",
-            f"data.metadataConnection.port={db_port}",
-            "--set",
-            f"data.metadataConnection.db={database}",
-            *values,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    return helm(
+        "template",
+        "airflow",
+        str(REPO / "tests" / "fixtures" / "chart-sources" / "apache-airflow-1.18.0.tgz"),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        "1.32.0",
+        "-f",
+        str(REPO / "tests" / "fixtures" / "node-values" / "apache-airflow-1.18.0.yaml"),
+        "--set",
+        f"data.metadataConnection.host={db_host}",
+        "--set",
+        f"data.metadataConnection.port={db_port}",
+        "--set",
+        f"data.metadataConnection.db={database}",
+        *values,
     ).stdout
 
 
@@ -263,7 +269,7 @@ def install_webhook(cluster: NodeCluster, *values: str) -> str:
     cluster.helm(
         "install",
         WEBHOOK_RELEASE,
-        str(REPO / "charts" / "airflow-migration-webhook"),
+        str(CHART),
         "--namespace",
         WEBHOOK_NAMESPACE,
         "--create-namespace",
@@ -278,7 +284,6 @@ def install_webhook(cluster: NodeCluster, *values: str) -> str:
         "--timeout",
         "5m",
     )
-    cluster.timeline.append((time.monotonic(), "webhook installed"))
     return WEBHOOK_RELEASE
 
 
@@ -328,15 +333,7 @@ def _pki(pki: Path) -> None:
     issue("scheduler", "system:kube-scheduler", None, client)
     issue("proxy", "system:kube-proxy", None, client)
     issue("coredns", "system:coredns", None, client)
-    sa_key = _key()
-    (pki / "sa.key").write_bytes(_pem_key(sa_key))
-    from cryptography.hazmat.primitives import serialization
-
-    (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    write_service_account_keys(pki, _key())
 
 
 def _kubeconfig(path: Path, pki: Path, user: str, server: str = f"https://{NODE_IP}:{API_PORT}") -> Path:
@@ -344,10 +341,7 @@ def _kubeconfig(path: Path, pki: Path, user: str, server: str = f"https://{NODE_
         path,
         server,
         pki / "ca.crt",
-        {
-            "client-certificate-data": base64.b64encode((pki / f"{user}.crt").read_bytes()).decode(),
-            "client-key-data": base64.b64encode((pki / f"{user}.key").read_bytes()).decode(),
-        },
+        client_certificate_user(pki, user),
     )
     return path
 
@@ -458,46 +452,13 @@ def _kubelet_config(state: Path, pki: Path, cgroup_root: str) -> dict[str, objec
     }
 
 
-def _start(
-    cluster: NodeCluster, name: str, argv: list[str], env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    assert cluster.holder is not None
+def _start(cluster: NodeCluster, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
     with (cluster.logs / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(
-            ["nsenter", "-t", str(cluster.holder.pid), "-m", "-n", "--", *argv],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
+            [*cluster.enter_node, *argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     cluster.processes.append(process)
-    cluster.timeline.append((time.monotonic(), f"started {name}"))
     return process
-
-
-def _wait_process(
-    cluster: NodeCluster,
-    name: str,
-    process: subprocess.Popen[bytes],
-    ready: Callable[[], bool],
-    timeout: float = 60,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited ({process.returncode}):\n{(cluster.logs / f'{name}.log').read_text()[-4000:]}"
-            )
-        try:
-            if ready():
-                return
-        except (httpx.HTTPError, OSError, ValueError, subprocess.SubprocessError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"{name} not ready after {timeout} s:\n{(cluster.logs / f'{name}.log').read_text()[-4000:]}"
-            )
-        time.sleep(0.2)
 
 
 def start_node_cluster(work: Path, images: Iterable[Path] = ()) -> NodeCluster:
@@ -535,7 +496,6 @@ def start_node_cluster(work: Path, images: Iterable[Path] = ()) -> NodeCluster:
     except BaseException:
         teardown(cluster)
         raise
-    cluster.timeline.append((time.monotonic(), "node Ready"))
     print(f"\nnode tier: cluster Ready in {time.monotonic() - started:.1f} s ({binaries})", file=sys.stderr)
     return cluster
 
@@ -561,11 +521,11 @@ def _boot(cluster: NodeCluster, images: Iterable[Path]) -> None:
             start_new_session=True,
         )
     holder = cluster.holder
-    _wait_process(cluster, "holder", holder, (state / "holder.ready").exists, timeout=20)
+    _wait((state / "holder.ready").exists, holder, cluster.logs / "holder.log", timeout=20)
     cluster.net_namespace = namespace_id(holder.pid, "net")
     cluster.mount_namespace = namespace_id(holder.pid, "mnt")
-    for hierarchy in cgroup_hierarchies():
-        _make_cgroup(hierarchy / cluster.cgroup_root.lstrip("/"))
+    for path in cluster.cgroup_dirs():
+        _make_cgroup(path)
 
     # etcd and the API server
     etcd = _start(
@@ -583,13 +543,13 @@ def _boot(cluster: NodeCluster, images: Iterable[Path]) -> None:
             "--unsafe-no-fsync",
         ],
     )
-    _wait_process(
-        cluster,
-        "etcd",
-        etcd,
+    _wait(
         lambda: (
             '"health":"true"' in cluster.in_node("curl", "-s", f"http://127.0.0.1:{ETCD_PORT}/health").stdout
         ),
+        etcd,
+        cluster.logs / "etcd.log",
+        timeout=60,
     )
     for name in ("controller-manager", "scheduler", "kubelet", "proxy", "coredns"):
         _kubeconfig(state / f"{name}.kubeconfig", pki, name)
@@ -640,14 +600,12 @@ def _boot(cluster: NodeCluster, images: Iterable[Path]) -> None:
     context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
     admin = httpx.Client(verify=context)
-    _wait_process(
-        cluster,
-        "kube-apiserver",
-        apiserver,
+    _wait(
         lambda: admin.get(f"{cluster.server}/readyz", timeout=2).text == "ok",
-        120,
+        apiserver,
+        cluster.logs / "kube-apiserver.log",
+        timeout=120,
     )
-    cluster.timeline.append((time.monotonic(), "API server ready"))
 
     _start(
         cluster,
@@ -687,10 +645,9 @@ def _boot(cluster: NodeCluster, images: Iterable[Path]) -> None:
     (state / "containerd.toml").write_text(_containerd_config(state))
     (state / "resolv.conf").write_text(f"nameserver {NODE_IP}\n")
     containerd = _start(cluster, "containerd", ["containerd", "--config", str(state / "containerd.toml")])
-    _wait_process(cluster, "containerd", containerd, lambda: (state / "containerd.sock").exists(), 30)
+    _wait((state / "containerd.sock").exists, containerd, cluster.logs / "containerd.log")
     for archive in images:
         cluster.import_image(archive)
-        cluster.timeline.append((time.monotonic(), f"imported {archive.name}"))
     (state / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(state, pki, cluster.cgroup_root)))
     _start(
         cluster,
@@ -831,12 +788,11 @@ def _cluster_dns(cluster: NodeCluster) -> None:
     coredns = _start(
         cluster, "coredns", [str(cluster.binaries / "coredns"), "-conf", str(state / "Corefile")]
     )
-    _wait_process(
-        cluster,
-        "coredns",
-        coredns,
+    _wait(
         lambda: cluster.in_node("curl", "-sf", "http://127.0.0.1:8182/ready").returncode == 0,
-        60,
+        coredns,
+        cluster.logs / "coredns.log",
+        timeout=60,
     )
 
 
@@ -871,23 +827,19 @@ def _kill(pids: Iterable[int]) -> None:
 
 
 def _remove_cgroup_tree(root: Path) -> None:
+    """Deepest first: a cgroup can go only once its children have (each may take a moment to empty)."""
     if not root.exists():
         return
-    for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    tree = [root, *(path for path in root.rglob("*") if path.is_dir())]
+    for path in sorted(tree, key=lambda p: len(p.parts), reverse=True):
         for _ in range(50):
             try:
                 path.rmdir()
                 break
+            except FileNotFoundError:
+                break
             except OSError:
                 time.sleep(0.1)
-    for _ in range(50):
-        try:
-            root.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.1)
 
 
 def teardown(cluster: NodeCluster) -> None:
@@ -903,8 +855,8 @@ def teardown(cluster: NodeCluster) -> None:
             process.kill()
             process.wait()
     # the pods' containers (in the run's cgroup root) and containerd's shims (in the holder's namespaces)
-    for hierarchy in cgroup_hierarchies():
-        _kill_cgroup_tree(hierarchy / cluster.cgroup_root.lstrip("/"))
+    for path in cluster.cgroup_dirs():
+        _kill_cgroup_tree(path)
     if cluster.holder is not None:
         for kind, ident in (("mnt", cluster.mount_namespace), ("net", cluster.net_namespace)):
             for _ in range(50):
@@ -915,9 +867,9 @@ def teardown(cluster: NodeCluster) -> None:
                 time.sleep(0.1)
         cluster.holder.kill()
         cluster.holder.wait()
-    for hierarchy in cgroup_hierarchies():
-        _kill_cgroup_tree(hierarchy / cluster.cgroup_root.lstrip("/"))
-        _remove_cgroup_tree(hierarchy / cluster.cgroup_root.lstrip("/"))
+    for path in cluster.cgroup_dirs():
+        _kill_cgroup_tree(path)
+        _remove_cgroup_tree(path)
     for name, value in cluster.saved_sysctls.items():
         current = Path("/proc/sys", name)
         if current.read_text().strip() != value:
