@@ -40,8 +40,15 @@ What it follows, and where from:
   `successfully synced (no more tasks)`, `one or more synchronization tasks completed unsuccessfully`,
   `one or more objects failed to apply`. The core group is empty, so a ConfigMap reads `/ConfigMap/name`.
 
-Left out: the client-side dry run before the first step, pruning, namespace auto-creation and the
-namespace/CRD dependency re-ordering (Airflow charts need none of them)."""
+- Pruning (`prune=True`: `argocd app sync --prune`, or an automated policy with `prune: true`): a live object
+  of the namespace that carries this app's tracking id and is no longer rendered is deleted (foreground, the
+  default PrunePropagationPolicy) in the Sync phase, in the wave its live annotations give, and counts as
+  done once deleted ("pruned"). Only the namespaced kinds in PRUNABLE are looked at.
+  https://argo-cd.readthedocs.io/en/stable/user-guide/auto_sync/#automatic-pruning
+  https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#prune-propagation-policy
+
+Left out: the client-side dry run before the first step, namespace auto-creation and the namespace/CRD
+dependency re-ordering (Airflow charts need none of them)."""
 
 from __future__ import annotations
 
@@ -89,6 +96,13 @@ CLUSTER_SCOPED = {  # kinds that never get the sync's namespace
     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "APIService", "IngressClass",
     "RuntimeClass", "CSIDriver", "PodSecurityPolicy",
 }  # fmt: skip
+# where prune looks for live objects of the app (every namespaced kind the Airflow charts render)
+PRUNABLE = (
+    "deployments.apps,statefulsets.apps,jobs.batch,cronjobs.batch,services,configmaps,secrets,"
+    "serviceaccounts,persistentvolumeclaims,roles.rbac.authorization.k8s.io,"
+    "rolebindings.rbac.authorization.k8s.io,poddisruptionbudgets.policy,networkpolicies.networking.k8s.io,"
+    "ingresses.networking.k8s.io"
+)
 
 
 # --- what Argo CD reads from the rendered manifest ------------------------------------------------------
@@ -306,6 +320,7 @@ class Task:
     message: str = ""
     live: dict[str, Any] | None = None
     health: Health = None
+    prune: bool = False  # a live object no longer rendered: deleted, never applied
 
     @property
     def wave(self) -> int:
@@ -376,8 +391,15 @@ class SyncResult:
 class ArgoSync:
     """Runs one sync operation of `manifest` (helm template output) into `namespace`."""
 
-    def __init__(self, kubectl: Kubectl, namespace: str, manifest: str, app: str | None = "airflow") -> None:
-        self.kubectl, self.namespace = kubectl, namespace
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        namespace: str,
+        manifest: str,
+        app: str | None = "airflow",
+        prune: bool = False,
+    ) -> None:
+        self.kubectl, self.namespace, self.app, self.prune = kubectl, namespace, app, prune
         self.tasks = plan(manifest, namespace, app)
         self.phase, self.message = "Running", ""
         self.timeline: list[tuple[float, str]] = []
@@ -386,6 +408,11 @@ class ArgoSync:
 
     def sync(self, timeout: float, poll: float = 1.0) -> SyncResult:
         self._start = time.monotonic()
+        if self.prune and self.app:
+            self.tasks = sorted(
+                [*self.tasks, *self._prune_tasks()],
+                key=lambda t: (PHASE_ORDER[t.phase], t.wave, KIND_ORDER.get(t.kind, 0), t.name),
+            )
         self._event(f"sync started: {len(self.tasks)} tasks")
         while True:
             self._step()
@@ -437,8 +464,26 @@ class ArgoSync:
             ]
             self._running(deleting, "deletion of")
 
+    def _prune_tasks(self) -> list[Task]:
+        """Live objects tracked as this app's that the render no longer has (getSyncTasks' prune tasks)."""
+        listed = self.kubectl("get", PRUNABLE, "-n", self.namespace, "-o", "json")
+        rendered = {t.identity for t in self.tasks}
+        tasks = []
+        for live in json.loads(listed.stdout)["items"]:
+            tracking = (live["metadata"].get("annotations") or {}).get(TRACKING_ID, "")
+            task = Task(live, "Sync", hook=False, prune=True)
+            if tracking.startswith(f"{self.app}:") and task.identity not in rendered:
+                tasks.append(task)
+        return tasks
+
     def _run(self, tasks: list[Task], label: str) -> str:
-        """runTasks: delete hooks due for re-creation first (and come back later), else apply them all."""
+        """runTasks: delete hooks due for re-creation first (and come back later), prune, then apply."""
+        for task in [t for t in tasks if t.prune]:
+            self._delete(task, "pruned")
+            task.state, task.message = "Succeeded", "pruned"
+        tasks = [t for t in tasks if not t.prune]
+        if not tasks:
+            return "successful"
         stale = [t for t in tasks if t.live and t.policy("BeforeHookCreation")]
         for task in stale:
             self._remove_finalizer(task)  # left by an earlier sync that never finished
@@ -539,7 +584,7 @@ class ArgoSync:
             "delete", "--cascade=foreground", "--wait=false", "--ignore-not-found", "-f", "-",
             input=json.dumps(task.obj), check=False,
         )  # fmt: skip
-        self._event(f"hook deleted {task.ref} ({why})")
+        self._event(f"{'deleted' if task.prune else 'hook deleted'} {task.ref} ({why})")
 
     def _running(self, tasks: list[Task], waiting_for: str = "") -> None:
         """setRunningPhase: the message names the first task and counts the rest."""

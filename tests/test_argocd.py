@@ -645,3 +645,40 @@ def test_sync_waits_for_the_deployment_and_never_creates_the_postsync_hook(clust
     assert HOOK_FINALIZER not in (pre["metadata"].get("finalizers") or [])
     events = [event for _, event in result.timeline]
     assert "hook finalizer removed /ConfigMap/pre" in events
+
+
+@pytest.mark.e2e
+def test_prune_deletes_only_what_this_app_tracked_and_no_longer_renders(cluster: Cluster) -> None:
+    namespace = "argocd-prune"
+    cluster.kubectl("create", "namespace", namespace)
+
+    def configmaps(*names: str) -> str:
+        return "".join(f"---\n{yaml.safe_dump(obj('ConfigMap', 'v1', name))}" for name in names)
+
+    assert ArgoSync(cluster.kubectl, namespace, configmaps("kept", "dropped")).sync(timeout=30).phase == (
+        "Succeeded"
+    )
+    assert ArgoSync(cluster.kubectl, namespace, configmaps("theirs"), app="other").sync(timeout=30).phase == (
+        "Succeeded"
+    )
+    cluster.kubectl("create", "configmap", "by-hand", "-n", namespace)
+
+    def names() -> set[str]:
+        listed = cluster.kubectl("get", "configmaps", "-n", namespace, "-o", "json")
+        found = {item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]}
+        return found - {"kube-root-ca.crt"}
+
+    without = ArgoSync(cluster.kubectl, namespace, configmaps("kept")).sync(timeout=30)
+    assert without.phase == "Succeeded" and names() == {"kept", "dropped", "theirs", "by-hand"}, without
+    pruned = ArgoSync(cluster.kubectl, namespace, configmaps("kept"), prune=True).sync(timeout=30)
+    print(pruned)
+    assert pruned.phase == "Succeeded", pruned
+    assert "deleted /ConfigMap/dropped (pruned)" in [event for _, event in pruned.timeline]
+    # deleted in the foreground, as Argo CD prunes by default: this tier runs no garbage collector
+    # (no controller-manager), so the object stays, marked for deletion, with the GC's finalizer
+    dropped = json.loads(cluster.kubectl("get", "configmap", "dropped", "-n", namespace, "-o", "json").stdout)
+    assert dropped["metadata"].get("deletionTimestamp"), dropped["metadata"]
+    assert dropped["metadata"]["finalizers"] == ["foregroundDeletion"]
+    for name in ("kept", "theirs", "by-hand"):
+        live = json.loads(cluster.kubectl("get", "configmap", name, "-n", namespace, "-o", "json").stdout)
+        assert not live["metadata"].get("deletionTimestamp"), live["metadata"]
