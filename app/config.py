@@ -37,13 +37,25 @@ class ServerConfig(BaseModel):
     key_file: Path | None = None
     client_ca_file: Path | None = None
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
-    # answer well inside the API server's `timeout` (seconds; the smaller of the two wins)
-    deadline_seconds: float = Field(4.0, gt=0, le=30)
-    # reviews up to this size run the engine on the event loop (no thread hop; well under a millisecond);
-    # bigger ones run in a worker thread under the deadline. 0: every review goes to the thread.
-    inline_engine_max_bytes: int = Field(256 * 1024, ge=0, le=8 * 1024 * 1024)
-    cert_reload_interval_seconds: float = Field(10.0, gt=0, le=3600)
-    shutdown_grace_seconds: float = Field(20.0, ge=0, le=300)
+    deadline_seconds: float = Field(
+        4.0,
+        gt=0,
+        le=30,
+        description="answer within this time; never more than 80% of the API server's ?timeout=",
+    )
+    inline_engine_max_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        le=8 * 1024 * 1024,
+        description="smaller reviews run the engine on the event loop (no thread hop); bigger ones in a "
+        "worker thread under the deadline; 0: every review in the thread",
+    )
+    cert_reload_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="how often the certificate files are checked for a change"
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=300, description="on SIGTERM, how long requests in flight may take to finish"
+    )
     drain_delay_seconds: float = Field(2.0, ge=0, le=60, description="readyz false before closing listeners")
     log_level: LogLevel = "info"
 
@@ -78,19 +90,27 @@ class SelfManagedTLSConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    namespace: str = Field(min_length=1)
-    secret_name: str = Field(min_length=1)
-    lease_name: str = Field(min_length=1)
-    webhook_configuration_name: str = Field(min_length=1)
-    dns_names: tuple[str, ...] = ()
-    ip_addresses: tuple[str, ...] = ()
-    validity_days: int = Field(365, ge=2, le=3650)
-    ca_validity_days: int = Field(3650, ge=2, le=36500)
-    renew_before_days: int = Field(30, ge=1)
-    sync_interval_seconds: float = Field(60.0, gt=0, le=3600)
-    lease_duration_seconds: int = Field(30, ge=5, le=3600)
-    startup_timeout_seconds: float = Field(120.0, gt=0)
-    cert_dir: Path = Path("/certs")
+    namespace: str = Field(min_length=1, description="where the Secret and the Lease live")
+    secret_name: str = Field(min_length=1, description="the Secret holding the CA and the serving pair")
+    lease_name: str = Field(min_length=1, description="the Lease that lets one replica at a time write")
+    webhook_configuration_name: str = Field(
+        min_length=1, description="the MutatingWebhookConfiguration whose caBundle is kept current"
+    )
+    dns_names: tuple[str, ...] = Field((), description="names in the serving certificate")
+    ip_addresses: tuple[str, ...] = Field((), description="IP addresses in the serving certificate")
+    validity_days: int = Field(365, ge=2, le=3650, description="serving certificate validity")
+    ca_validity_days: int = Field(3650, ge=2, le=36500, description="CA validity")
+    renew_before_days: int = Field(
+        30, ge=1, description="renew this long before expiry; less than both validities"
+    )
+    sync_interval_seconds: float = Field(
+        60.0, gt=0, le=3600, description="how often the Secret and the caBundle are checked"
+    )
+    lease_duration_seconds: int = Field(30, ge=5, le=3600, description="the writer's Lease term")
+    startup_timeout_seconds: float = Field(
+        120.0, gt=0, description="how long start-up waits for a serving pair in the Secret"
+    )
+    cert_dir: Path = Field(Path("/certs"), description="serve listens with cert_dir/tls.crt and tls.key")
 
     @model_validator(mode="after")
     def _renewal_inside_validity(self) -> SelfManagedTLSConfig:
@@ -120,11 +140,17 @@ class ReconcileConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
-    interval_seconds: float = Field(300.0, ge=1, le=86_400)  # the chart asks >= 10
-    lease_namespace: str = ""  # "": the pod's own namespace
-    lease_name: str = Field("airflow-migration-webhook-reconcile", min_length=1)
-    lease_duration_seconds: int = Field(60, ge=5, le=3600)
+    enabled: bool = Field(False, description="run the reconcile loop inside serve")
+    interval_seconds: float = Field(
+        300.0, ge=1, le=86_400, description="time between passes (the chart asks >= 10)"
+    )
+    lease_namespace: str = Field("", description="the Lease's namespace; \"\": the pod's own namespace")
+    lease_name: str = Field(
+        "airflow-migration-webhook-reconcile",
+        min_length=1,
+        description="the Lease that lets one replica at a time reconcile",
+    )
+    lease_duration_seconds: int = Field(60, ge=5, le=3600, description="the reconciler's Lease term")
 
 
 class Settings(BaseModel):
@@ -134,6 +160,7 @@ class Settings(BaseModel):
     server: ServerConfig = ServerConfig()
     namespace_label: NamespaceLabel = NamespaceLabel()
     kubeconfig: Path | None = None  # every API client; None: $KUBECONFIG, else the in-cluster account
+    # absent: TLS from files; present: serve makes and renews its own pair (chart tls.mode=selfManaged)
     reconcile: ReconcileConfig = ReconcileConfig()
     self_managed_tls: SelfManagedTLSConfig | None = None
 

@@ -17,9 +17,9 @@ class MigrateStepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     db_wait_attempts: int = Field(60, ge=1, le=10_000, description="connectivity checks before giving up")
-    db_wait_interval_seconds: int = Field(5, ge=1, le=600)
+    db_wait_interval_seconds: int = Field(5, ge=1, le=600, description="seconds between connectivity checks")
     migrate_attempts: int = Field(5, ge=1, le=100, description="migrate tries (racing pods, lock timeouts)")
-    migrate_retry_interval_seconds: int = Field(10, ge=1, le=600)
+    migrate_retry_interval_seconds: int = Field(10, ge=1, le=600, description="seconds between migrate tries")
     migrate_timeout_seconds: int = Field(
         3600, ge=60, le=86_400, description="upper bound of one `airflow db migrate` run"
     )
@@ -30,7 +30,11 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    migrating_components: Literal["all"] | tuple[str, ...] = DEFAULT_MIGRATING_COMPONENTS
+    migrating_components: Literal["all"] | tuple[str, ...] = Field(
+        DEFAULT_MIGRATING_COMPONENTS,
+        description="components that get the step, or all (any case); an empty list or an unknown name is "
+        "refused: it would inject nothing and deadlock",
+    )
     admin_username: str = Field("user", min_length=1, description="Bitnami: admin user created if missing")
     step: MigrateStepConfig = MigrateStepConfig()
 
