@@ -11,6 +11,7 @@ from tests import images
 from tests.cluster import SERVERS_USED, Cluster, start_cluster
 from tests.node import (
     AIRFLOW_NODE_VERSION,
+    AIRFLOW_UPGRADE,
     NODE_IP,
     TIMELINES,
     NodeCluster,
@@ -77,6 +78,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
         images.pause_image().path,
         images.busybox_image().path,
         images.airflow_image(AIRFLOW_NODE_VERSION).path,
+        *(images.airflow_image(version).path for version in AIRFLOW_UPGRADE),
         setup_script_path("build-image.sh", timeout=1800),  # the webhook's image, from the Dockerfile
     ]
     cluster = start_node_cluster(tmp_path_factory.mktemp("node"), archives)

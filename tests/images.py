@@ -22,7 +22,7 @@ The images (`python -m tests.images` builds them all and prints `REF PATH` lines
   WORKDIR /opt/airflow, `ENTRYPOINT ["/usr/bin/dumb-init", "--", "/entrypoint"]`, `CMD []`, and the
   documented `/entrypoint` and `/clean-logs` (tests/image_assets/; their headers say what they do).
   Not reproduced: the providers and extras the official image bundles (only what the venv has: FAB, Celery
-  and Postgres on 3.0.2, Celery and Postgres on 2.10.5), the MySQL/MSSQL/Postgres client tools, the
+  and Postgres on 3.0.2, Celery and Postgres on 2.10.5 and 2.6.3), the MySQL/MSSQL/Postgres client tools, the
   python.org Python build under /usr/python, sudo and its secure_path, `/root/bin/pip`'s guard, the
   `airflow-scheduler-autorestart` helper, `_PIP_ADDITIONAL_REQUIREMENTS` (refused), the labels but the
   version and uid ones; `pyvenv.cfg` still says `version = 3.11.7`.
@@ -73,7 +73,7 @@ SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 PAUSE_REF = "localhost/pause:3.10"
 BUSYBOX_REF = "localhost/busybox:1.35"
 AIRFLOW_REPOSITORY = "localhost/amw-airflow"
-AIRFLOW_VERSIONS = ("3.0.2", "2.10.5")  # what the node tier runs
+AIRFLOW_VERSIONS = ("3.0.2", "2.10.5", "2.6.3")  # what the node tier runs
 AIRFLOW_UID = 50000
 AIRFLOW_HOME = "/opt/airflow"
 AIRFLOW_USER_HOME_DIR = "/home/airflow"

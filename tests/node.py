@@ -58,6 +58,8 @@ from tests.support import REPO
 from tests.test_chart import CHART, helm
 
 AIRFLOW_NODE_VERSION = "3.0.2"  # the Airflow stand-in image the releases run (tests/images.py)
+# the upgrade scenario: a release of the first, then the second (Airflow 2.6 -> 2.10: pending migrations)
+AIRFLOW_UPGRADE = ("2.6.3", "2.10.5")
 WEBHOOK_IMAGE = ("localhost/airflow-migration-webhook", "test")  # scripts/build-image.sh
 WEBHOOK_NAMESPACE = "airflow-migration-webhook"
 WEBHOOK_RELEASE = "amw"

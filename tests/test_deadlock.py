@@ -9,17 +9,27 @@ test session's summary (tests/conftest.py) and quoted in the README's "On a runn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.argocd import ArgoSync, SyncResult, plan
-from tests.node import NODE_IP, OPT_IN_LABEL, TIMELINES, WEBHOOK_NAMESPACE, NodeCluster, render_official
+from tests.node import (
+    AIRFLOW_UPGRADE,
+    NODE_IP,
+    OPT_IN_LABEL,
+    TIMELINES,
+    WEBHOOK_NAMESPACE,
+    NodeCluster,
+    render_official,
+)
 from tests.postgres import Postgres
 from tests.support import REPO
 
@@ -29,14 +39,21 @@ WAIT = "wait-for-airflow-migrations"
 MIGRATION_JOB = "batch/Job/airflow-run-airflow-migrations"
 DEADLOCK_WAIT = 100  # seconds: past the wait container's own 60 s timeout, so it has restarted at least once
 SYNC_TIMEOUT = 600
+WEBHOOK_PODS = "app.kubernetes.io/name=airflow-migration-webhook"
 
 
-def release(cluster: NodeCluster, postgres: Postgres, namespace: str, opted_in: bool) -> str:
+def release(cluster: NodeCluster, postgres: Postgres, namespace: str, opted_in: bool, *values: str) -> str:
     cluster.kubectl("create", "namespace", namespace)
     if opted_in:
         cluster.kubectl("label", "namespace", namespace, OPT_IN_LABEL)
     postgres.create_database(namespace)
-    return render_official(namespace, NODE_IP, postgres.port, database=namespace)
+    return render_official(namespace, NODE_IP, postgres.port, *values, database=namespace)
+
+
+def airflow_version(version: str) -> list[str]:
+    """The values that move a release to another Airflow image (tests/fixtures/node-values says which)."""
+    keys = ("airflowVersion", "defaultAirflowTag", "images.airflow.tag")
+    return [f"--set-string={key}={version}" for key in keys]
 
 
 def pods_table(cluster: NodeCluster, namespace: str) -> str:
@@ -150,6 +167,48 @@ def test_with_the_webhook_the_sync_completes(
     node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
+def test_upgrade_rolls_the_pods_and_the_step_migrates_once(
+    node_cluster: NodeCluster, webhook_release: str, node_postgres: Postgres
+) -> None:
+    """A release of Airflow 2.6, synced; then the same chart with the Airflow 2.10 image (pending
+    migrations: the schema moves from 2.6's head to 2.10's) synced again, with pruning as an automated
+    Argo CD policy with `prune: true` syncs: the pods roll, one new pod's step applies the migrations, every
+    workload is Healthy and the upgrade's PostSync migration Job succeeds (nothing left to migrate)."""
+    namespace, (old, new) = "upgrade", AIRFLOW_UPGRADE
+    first = release(node_cluster, node_postgres, namespace, True, *airflow_version(old))
+    installed = ArgoSync(node_cluster.kubectl, namespace, first, prune=True).sync(timeout=SYNC_TIMEOUT)
+    assert installed.phase == "Succeeded", installed
+    [before] = node_postgres.psql(namespace, "select version_num from alembic_version").split()
+    old_pods = {p["metadata"]["uid"] for p in airflow_pods(node_cluster, namespace)}
+
+    port = node_postgres.port
+    upgrade = render_official(namespace, NODE_IP, port, *airflow_version(new), database=namespace)
+    started = time.monotonic()
+    result = ArgoSync(node_cluster.kubectl, namespace, upgrade, prune=True).sync(timeout=SYNC_TIMEOUT)
+    seconds = time.monotonic() - started
+    pods = [p for p in airflow_pods(node_cluster, namespace) if not p["metadata"].get("deletionTimestamp")]
+    migrating = [p for p in pods if any(c["name"] == STEP for c in p["spec"]["initContainers"])]
+    logs = {p["metadata"]["name"]: step_log(node_cluster, namespace, p) for p in migrating}
+    record(
+        f"upgrade {old} -> {new}: {result.phase} in {seconds:.0f} s",
+        result, node_cluster, namespace,
+        "".join(f"$ kubectl logs -n {namespace} {name} -c {STEP}\n{log}" for name, log in logs.items()),
+    )  # fmt: skip
+
+    assert result.phase == "Succeeded", result
+    assert f"hook completed {MIGRATION_JOB}: Succeeded" in " ".join(e for _, e in result.timeline), result
+    assert not {p["metadata"]["uid"] for p in pods} & old_pods, "every pod rolled"
+    assert all(ready(p) for p in pods), pods_table(node_cluster, namespace)
+    images = {c["image"] for p in pods for c in p["spec"]["initContainers"] + p["spec"]["containers"]}
+    assert images == {f"localhost/amw-airflow:{new}"}, images
+    assert sorted(p["metadata"]["labels"]["component"] for p in migrating) == ["scheduler", "webserver"]
+    said = [line for log in logs.values() for line in log.splitlines()]
+    assert said.count("airflow-db-migrate: migrations applied") == 1, logs
+    [after] = node_postgres.psql(namespace, "select version_num from alembic_version").split()
+    assert after != before, "the schema moved to the new Airflow's head"
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
 def run_as_printed(command: str, cluster: NodeCluster) -> subprocess.CompletedProcess[str]:
     """A command doctor printed, run as a user would paste it: a shell, the cluster's kubeconfig, the
     project's CLI, kubectl and helm on PATH."""
@@ -167,11 +226,61 @@ def test_webhook_down_then_doctor_and_its_fixes_unstick_the_release(
     """The webhook scaled to zero (failurePolicy Ignore): a fresh sync stores the workloads without the step
     and sticks. doctor names the cause, with the pods' real logs; its suggested fixes, run exactly as
     printed, unstick the sync; then doctor exits 0."""
-    namespace = "stuck"
-    webhook = f"{webhook_release}-airflow-migration-webhook"
+    with webhook_scaled_to_zero(node_cluster, webhook_release):
+        manifest = release(node_cluster, node_postgres, "stuck", opted_in=True)
+        unstick_with_doctor(node_cluster, "stuck", manifest, "apps/Deployment/airflow-scheduler")
+
+
+def test_webhook_down_a_statefulset_scheduler_alone_is_unstuck_by_doctors_fixes(
+    node_cluster: NodeCluster, webhook_release: str, node_postgres: Postgres
+) -> None:
+    """The same, where the only migrating workload is a StatefulSet: the chart's LocalExecutor scheduler
+    with worker persistence on (its logs volumeClaimTemplate bound to a static hostPath volume: the node has
+    no provisioner), and the API server kept out of migrating by the per-object annotation
+    `airflow-migration-webhook/migrate: "false"` on its pod template. Kubernetes does not roll a StatefulSet
+    pod that is not Ready (OrderedReady), so once `reconcile` gives the template the step, the stuck pod
+    stays as it is: doctor's fixes must replace it."""
+    volume = node_cluster.state / "scheduler-logs-volume"
+    volume.mkdir(mode=0o777)
+    volume.chmod(0o777)  # the scheduler writes its logs there as uid 50000; hostPath gets no fsGroup
+    node_cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "scheduler-logs"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(volume)}},
+    }))  # fmt: skip
+    namespace = "stuck-statefulset"
     try:
-        unstick_with_doctor(node_cluster, node_postgres, namespace, webhook)
-    finally:  # whatever happened, the next tests get their webhook back
+        with webhook_scaled_to_zero(node_cluster, webhook_release):
+            manifest = release(
+                node_cluster, node_postgres, namespace, True,
+                "--set", "workers.persistence.enabled=true", "--set", "workers.persistence.size=1Gi",
+                "--set-string", "apiServer.podAnnotations.airflow-migration-webhook/migrate=false",
+            )  # fmt: skip
+            scheduler = "apps/StatefulSet/airflow-scheduler"
+            fixes = unstick_with_doctor(node_cluster, namespace, manifest, scheduler)
+        replace = f"kubectl delete pod -n {namespace} airflow-scheduler-0"
+        assert any(fix.startswith(replace) for fix in fixes), fixes
+        api_server = node_cluster.get_json("deployment", "-n", namespace, "airflow-api-server")
+        assert STEP not in [c["name"] for c in api_server["spec"]["template"]["spec"]["initContainers"]]  # type: ignore[index]
+    finally:
+        node_cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s", check=False)
+        node_cluster.kubectl("delete", "persistentvolume", "scheduler-logs", "--wait=false", check=False)
+
+
+@contextlib.contextmanager
+def webhook_scaled_to_zero(node_cluster: NodeCluster, webhook_release: str) -> Iterator[None]:
+    """The webhook's Deployment at zero replicas for the block; whatever happens, the next tests get their
+    webhook back."""
+    webhook = f"{webhook_release}-airflow-migration-webhook"
+    node_cluster.kubectl("scale", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--replicas=0")
+    try:
+        node_cluster.wait_for(
+            "the webhook's pods to go",
+            lambda: not node_cluster.pods(WEBHOOK_NAMESPACE, WEBHOOK_PODS),
+            120,
+        )
+        yield
+    finally:
         node_cluster.kubectl("scale", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--replicas=2")
         node_cluster.kubectl(
             "rollout", "status", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--timeout=110s"
@@ -179,22 +288,18 @@ def test_webhook_down_then_doctor_and_its_fixes_unstick_the_release(
 
 
 def unstick_with_doctor(
-    node_cluster: NodeCluster, node_postgres: Postgres, namespace: str, webhook: str
-) -> None:
-    node_cluster.kubectl("scale", "deployment", "-n", WEBHOOK_NAMESPACE, webhook, "--replicas=0")
-    node_cluster.wait_for(
-        "the webhook's pods to go",
-        lambda: not node_cluster.pods(WEBHOOK_NAMESPACE, "app.kubernetes.io/name=airflow-migration-webhook"),
-        120,
-    )
-    manifest = release(node_cluster, node_postgres, namespace, opted_in=True)
+    node_cluster: NodeCluster, namespace: str, manifest: str, scheduler: str
+) -> list[str]:
+    """Syncs `manifest` while the webhook is down (stuck), then runs doctor and its fixes as printed until
+    doctor exits 0, and the sync on to Succeeded. Returns every fix doctor printed."""
     sync = ArgoSync(node_cluster.kubectl, namespace, manifest)
     stuck = sync.sync(timeout=DEADLOCK_WAIT)
     assert stuck.phase == "Running" and "waiting for healthy state" in stuck.message, stuck
-    scheduler = node_cluster.get_json("deployment", "-n", namespace, "airflow-scheduler")
-    assert STEP not in [c["name"] for c in scheduler["spec"]["template"]["spec"]["initContainers"]]  # type: ignore[index]
+    _, kind, name = scheduler.split("/")
+    stored = node_cluster.get_json(kind.lower(), "-n", namespace, name)
+    assert STEP not in [c["name"] for c in stored["spec"]["template"]["spec"]["initContainers"]]  # type: ignore[index]
 
-    said = []
+    said, fixes = [], []
     for _ in range(3):  # doctor, its fixes as printed, until doctor finds nothing
         doctor = run_as_printed(
             f"airflow-migration-webhook doctor --namespace {namespace} -o json", node_cluster
@@ -213,15 +318,17 @@ def unstick_with_doctor(
                 0
             ]
         for fix in report["summary"]["fixes"]:
+            fixes.append(fix)
             ran = run_as_printed(fix, node_cluster)
             assert ran.returncode == 0, f"{fix}\n{ran.stdout}{ran.stderr}"
         unstuck = sync.sync(timeout=SYNC_TIMEOUT)
     else:
         raise AssertionError("doctor still finds problems after three rounds of its fixes:\n" + said[-1])
     record(
-        "webhook down, then doctor and its fixes", unstuck, node_cluster, namespace,
+        f"webhook down ({scheduler}), then doctor and its fixes", unstuck, node_cluster, namespace,
         "".join(f"$ airflow-migration-webhook doctor --namespace {namespace}\n{text}" for text in said),
     )  # fmt: skip
     assert unstuck.phase == "Succeeded", unstuck
     assert len(said) >= 2, "the first doctor run found problems"
     node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    return fixes
