@@ -397,6 +397,9 @@ def test_a_helm_release_in_secret_mode_gets_helm_upgrade_then_a_new_serving_pair
             'tls.secret.caBundle="$(base64 < "$CERTS_DIR/ca.crt" | tr -d \'\\n\')"'
         )
         assert set(report["summary"]["inputs"]) == {"CHART", "CERTS_DIR"}
+        # no pod is ready here (no kubelet): the API server can call nothing, which comes first
+        assert report["summary"]["likely_cause"]["code"] == "endpoints_not_ready"
+        assert report["summary"]["fixes"] == [mismatch["fix"]]
         run_as_printed(cluster, mismatch["fix"], **inputs)
 
         _, report, _ = doctor(cluster, *doctor_args)
@@ -449,6 +452,7 @@ def test_self_managed_tls_gets_the_leader_restarted(cluster: Cluster, tmp_path: 
         assert missing["fix"] == f"kubectl delete pod -n amw-sm {leader_pod}"
         assert missing["look_at"] == f"kubectl logs -n amw-sm {leader_pod}"
         assert "tls.mode selfManaged" in missing["message"]
+        assert report["summary"]["likely_cause"]["code"] == "endpoints_not_ready"
 
         other = base64.b64encode(new_ca("someone-else", 2, dt.datetime.now(dt.UTC)).cert_pem).decode()
         patch = [{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": other}]

@@ -66,8 +66,8 @@ READS: tuple[Read, ...] = (
         "",
         "configmaps",
         ("get",),
-        "workloads are judged with the engine's defaults, not the webhook's own settings, and the fix for a "
-        "self-managed caBundle is not known",
+        "workloads are judged with the engine's defaults, not the webhook's own settings (its migrating "
+        "components)",
     ),
     Read("", "pods/log", ("get",), "no log lines of the stuck or failing init containers"),
     Read(
