@@ -108,33 +108,47 @@ def _reconcile(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from app.clock import utc_now
     from app.config import parse_settings
-    from app.doctor.checks import Context, diagnose
+    from app.doctor.checks import diagnose
+    from app.doctor.context import Context
     from app.doctor.findings import render_table
-    from app.doctor.gather import READS, NoAccess, Reader
+    from app.doctor.gather import NoAccess, Reader, context_name, rbac_rules
     from app.kube import api_client
 
     settings = _settings(args, sys.stderr)
     if settings is None:
         return EXIT_USAGE
     try:
-        reader = Reader(api_client(settings.kubeconfig, args.context))
+        api = api_client(settings.kubeconfig, args.context)
+    except Exception as error:  # no kubeconfig, no such context, no in-cluster account: one plain line
+        cause = str(error).splitlines()[0] if str(error) else repr(error)
+        print(f"error: cannot load the cluster's credentials: {cause}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        reader = Reader(api, args.context or context_name(settings.kubeconfig))
         namespaces = None if args.all_opted_in else [args.namespace]
         snapshot = reader.snapshot(namespaces, settings.namespace_label.selector, args.webhook)
-    except Exception as error:  # no kubeconfig, unreachable, refused: one plain line and the RBAC it needs
-        cause = str(error).splitlines()[0] if str(error) else repr(error)
-        needs = "; ".join(f"{'/'.join(filter(None, k))}: {','.join(v)}" for k, v in READS.items())
-        print(f"error: cannot read the cluster: {cause}", file=sys.stderr)
-        if isinstance(error, NoAccess):
-            print(f"doctor needs read access (group/resource: verbs): {needs}", file=sys.stderr)
+    except NoAccess as error:  # unreachable, refused: what happened, then the reads doctor needs
+        print(f"error: {error}", file=sys.stderr)
+        print(
+            "doctor only reads; these rules grant what it reads (paste them under `rules:` of a ClusterRole: "
+            "webhook configurations and namespaces are cluster-scoped):",
+            file=sys.stderr,
+        )
+        print("\n".join(rbac_rules()), file=sys.stderr)
         return EXIT_USAGE
-    engine = settings.engine
-    if args.config is None and snapshot.webhook_config_text is not None:
-        try:  # judge workloads with the settings the webhook itself runs with
-            engine = parse_settings(snapshot.webhook_config_text, "the webhook's ConfigMap").engine
-            snapshot.notes.append("engine settings (migrating components) from the webhook's ConfigMap")
+    engine, self_managed = settings.engine, None
+    if snapshot.webhook_config_text is not None:
+        try:  # the settings the webhook itself runs with: its engine and its TLS mode
+            own = parse_settings(snapshot.webhook_config_text, "the webhook's ConfigMap")
         except ConfigError as error:
             snapshot.notes.append(f"the webhook's ConfigMap was not usable ({error}); engine defaults used")
-    report = diagnose(snapshot, Context(engine, settings.namespace_label, utc_now(), args.release))
+        else:
+            self_managed = own.self_managed_tls
+            if args.config is None:
+                engine = own.engine
+                snapshot.notes.append("engine settings (migrating components) from the webhook's ConfigMap")
+    context = Context(engine, settings.namespace_label, utc_now(), args.release, self_managed)
+    report = diagnose(snapshot, context)
     if args.output == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -4,25 +4,18 @@ the live object, `inspect` on pods), so doctor and the webhook never disagree.""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
-
-from cryptography import x509
 
 from app.config import NamespaceLabel
-from app.doctor.findings import Code, Finding, Report, Severity
+from app.doctor.context import Context
+from app.doctor.findings import Code, Finding, Report, Severity, blocking_cause
 from app.doctor.gather import JsonObject, Snapshot
-from app.engine import ENGINE_VERSION, EngineConfig, Reason, inspect, mutate
-from app.engine.names import STEP_CONTAINER_NAME, WEBHOOK_NAME
+from app.doctor.webhook import check_webhooks, ours, q, ref
+from app.engine import ENGINE_VERSION, Reason, inspect, mutate
+from app.engine.names import STEP_CONTAINER_NAME
 
-EXPIRY_WARNING = dt.timedelta(days=14)
-INSTALL = (
-    "helm install airflow-migration-webhook charts/airflow-migration-webhook "
-    "-n airflow-migration-webhook --create-namespace"
-)
 _MIGRATION_JOB_REASONS = {
     Reason.HOOK_JOB_MARKED,
     Reason.JOB_FORCE_SYNC_ADDED,
@@ -31,270 +24,33 @@ _MIGRATION_JOB_REASONS = {
     Reason.JOB_FORCE_DISABLED,
     Reason.UP_TO_DATE,
 }
-
-
-@dataclass(frozen=True)
-class Context:
-    engine: EngineConfig
-    label: NamespaceLabel
-    now: dt.datetime
-    release: str | None = None
+# init container waits a person must act on (the kubelet retries the others by itself)
+_BROKEN_START = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
 
 
 def diagnose(snap: Snapshot, context: Context) -> Report:
-    webhooks = [w for c in snap.webhook_configurations for w in _ours(c)]
+    webhooks = [w for c in snap.webhook_configurations for w in ours(c)]
     if webhooks:  # the label the webhook really selects on, for the commands doctor suggests
         key, _, value = _opt_in_label(webhooks[0].get("namespaceSelector"), context.label).partition("=")
         context = replace(context, label=NamespaceLabel(key=key, value=value))
-    findings = check_webhooks(snap, context)
+    webhook_findings = check_webhooks(snap, context)
+    findings = list(webhook_findings)
     for namespace in snap.namespaces:
-        findings += check_namespace(snap, namespace, context)
-        if snap.namespaces[namespace] is None:
-            continue
-        findings += check_workloads(snap, namespace, context)
-        findings += check_pods(snap, namespace, context)
-        findings += check_jobs(snap, namespace, context)
-        findings += check_argocd(snap, namespace)
+        here = check_namespace(snap, namespace, context)
+        if snap.namespaces[namespace] is not None:
+            here += check_workloads(snap, namespace, context)
+            here += check_pods(snap, namespace, context)
+            here += check_jobs(snap, namespace, context)
+            here += check_argocd(snap, namespace, webhook_findings + here, context.now)
+        findings += here
     return Report(sorted(snap.namespaces), findings, list(snap.notes))
-
-
-def ref(kind: str, obj: JsonObject) -> str:
-    metadata = obj.get("metadata") or {}
-    namespace = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
-    return f"{kind}/{namespace}{metadata.get('name', '?')}"
-
-
-# --- 1. the webhook -----------------------------------------------------------------------------------------
-
-
-def _ours(configuration: JsonObject) -> list[JsonObject]:
-    webhooks = configuration.get("webhooks") or []
-    named = [w for w in webhooks if w.get("name") == WEBHOOK_NAME]
-    return named or webhooks
-
-
-def check_webhooks(snap: Snapshot, context: Context) -> list[Finding]:
-    if not snap.webhook_configurations:
-        return [
-            Finding(
-                "webhook",
-                "MutatingWebhookConfiguration/*",
-                Severity.PROBLEM,
-                Code.WEBHOOK_MISSING,
-                f"no MutatingWebhookConfiguration with the webhook {WEBHOOK_NAME}: "
-                "nothing adds the migrate step",
-                fix=INSTALL,
-            )
-        ]
-    findings = []
-    for configuration in snap.webhook_configurations:
-        subject = ref("MutatingWebhookConfiguration", configuration)
-        for webhook in _ours(configuration):
-            findings.append(
-                Finding(
-                    "webhook",
-                    subject,
-                    Severity.OK,
-                    Code.WEBHOOK_FOUND,
-                    f"{webhook.get('name')}: failurePolicy {webhook.get('failurePolicy', 'Fail')}, "
-                    f"timeout {webhook.get('timeoutSeconds', 10)}s",
-                )
-            )
-            findings += _endpoints(snap, subject, webhook)
-            findings += _ca_bundle(snap, configuration, subject, webhook, context.now)
-            if webhook.get("matchConditions") and snap.server_version and snap.server_version < (1, 28):
-                findings.append(
-                    Finding(
-                        "webhook",
-                        subject,
-                        Severity.WARNING,
-                        Code.MATCH_CONDITIONS_UNSUPPORTED,
-                        f"matchConditions on Kubernetes {snap.server_version[0]}.{snap.server_version[1]}, "
-                        "which does not evaluate them by default",
-                        fix="helm upgrade ... --set webhook.matchConditions=false",
-                    )
-                )
-    return findings
-
-
-def _endpoints(snap: Snapshot, subject: str, webhook: JsonObject) -> list[Finding]:
-    service = (webhook.get("clientConfig") or {}).get("service")
-    if not service:
-        return []
-    key = (service["namespace"], service["name"])
-    where = f"Service/{key[0]}/{key[1]}"
-    ignore = webhook.get("failurePolicy") == "Ignore"
-    consequence = (
-        "with failurePolicy Ignore, Airflow objects created now are stored without the migrate step"
-        if ignore
-        else "with failurePolicy Fail, the API server refuses every matching object"
-    )
-    if snap.services.get(key) is None:
-        return [
-            Finding(
-                "webhook",
-                where,
-                Severity.PROBLEM,
-                Code.SERVICE_MISSING,
-                f"the webhook's Service does not exist; {consequence}",
-                fix=INSTALL,
-            )
-        ]
-    ready = [
-        address
-        for piece in snap.endpoint_slices.get(key, [])
-        for endpoint in piece.get("endpoints") or []
-        if (endpoint.get("conditions") or {}).get("ready") is not False
-        for address in endpoint.get("addresses") or []
-    ]
-    if not ready:
-        # a webhook scaled to zero is brought back by scaling it up (to the chart's default replicas)
-        scaled_down = [
-            d["metadata"]["name"]
-            for d in snap.webhook_deployments.get(key, [])
-            if (d.get("spec") or {}).get("replicas") == 0
-        ]
-        return [
-            Finding(
-                "webhook",
-                where,
-                Severity.PROBLEM,
-                Code.ENDPOINTS_NOT_READY,
-                f"no ready endpoint behind the webhook's Service; {consequence}",
-                evidence=(
-                    f"{len(snap.endpoint_slices.get(key, []))} EndpointSlice(s), none with a ready address",
-                    *(f"Deployment/{key[0]}/{name} is scaled to 0 replicas" for name in scaled_down),
-                ),
-                fix=(
-                    f"kubectl scale deployment -n {key[0]} {scaled_down[0]} --replicas=2"
-                    if scaled_down
-                    else f"kubectl -n {key[0]} describe service {key[1]}"
-                ),
-            )
-        ]
-    return [Finding("webhook", where, Severity.OK, Code.ENDPOINTS_READY, f"{len(ready)} ready endpoint(s)")]
-
-
-def _ca_bundle(
-    snap: Snapshot, configuration: JsonObject, subject: str, webhook: JsonObject, now: dt.datetime
-) -> list[Finding]:
-    client_config = webhook.get("clientConfig") or {}
-    bundle_b64 = client_config.get("caBundle")
-    served = snap.served_certificates.get(configuration["metadata"]["name"])
-    if not bundle_b64:
-        return [
-            Finding(
-                "webhook",
-                subject,
-                Severity.PROBLEM,
-                Code.CA_BUNDLE_MISSING,
-                "the webhook configuration has no caBundle: the API server cannot trust the webhook",
-                fix="set the caBundle (selfManaged, certManager write it; else tls.secret.caBundle)",
-            )
-        ]
-    if served is None or isinstance(served, str):
-        return [
-            Finding(
-                "webhook",
-                subject,
-                Severity.WARNING,
-                Code.CERTIFICATE_UNREAD,
-                "could not read the certificate the webhook serves; caBundle not checked",
-                evidence=(served or "no certificate source",),
-            )
-        ]
-    try:
-        bundle = x509.load_pem_x509_certificates(base64.b64decode(bundle_b64))
-        leaf = x509.load_pem_x509_certificates(served)[0]
-    except ValueError as error:
-        return [
-            Finding("webhook", subject, Severity.PROBLEM, Code.CA_BUNDLE_MISMATCH, f"unreadable PEM: {error}")
-        ]
-    issuer = next((ca for ca in bundle if _issued_by(leaf, ca)), None)
-    names = _names_of(leaf)
-    wanted = _expected_name(client_config)
-    evidence = (
-        f"served: subject {leaf.subject.rfc4514_string()}, issuer {leaf.issuer.rfc4514_string()}, "
-        f"names {', '.join(sorted(names)) or 'none'}",
-        f"caBundle: {', '.join(ca.subject.rfc4514_string() for ca in bundle)}",
-    )
-    fix = (
-        "put the CA that signed the serving certificate into the caBundle (self-managed TLS republishes it "
-        "within a minute of a webhook restart; tls.mode=secret: tls.secret.caBundle)"
-    )
-    if issuer is None or (wanted and wanted not in names):
-        message, action = (
-            (
-                "the caBundle does not verify the certificate the webhook serves: the API server cannot "
-                "call it",
-                fix,
-            )
-            if issuer is None
-            else (
-                f"the served certificate is not valid for {wanted}",
-                "issue the serving certificate for that name (airflow-migration-webhook certs --dns)",
-            )
-        )
-        return [
-            Finding("webhook", subject, Severity.PROBLEM, Code.CA_BUNDLE_MISMATCH, message, evidence, action)
-        ]
-    findings = [
-        Finding(
-            "webhook",
-            subject,
-            Severity.OK,
-            Code.CA_BUNDLE_OK,
-            f"caBundle verifies the served certificate (valid until {leaf.not_valid_after_utc:%Y-%m-%d})",
-        )
-    ]
-    left = leaf.not_valid_after_utc - now
-    if left <= dt.timedelta(0):  # (the API server refuses an expired certificate too)
-        findings.append(
-            Finding(
-                "webhook",
-                subject,
-                Severity.PROBLEM,
-                Code.CERTIFICATE_EXPIRED,
-                f"the serving certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
-                fix=fix,
-            )
-        )
-    elif left < EXPIRY_WARNING:
-        findings.append(
-            Finding(
-                "webhook",
-                subject,
-                Severity.WARNING,
-                Code.CERTIFICATE_EXPIRING,
-                f"the serving certificate expires in {left.days} day(s)",
-            )
-        )
-    return findings
-
-
-def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        leaf.verify_directly_issued_by(ca)
-    except Exception:
-        return leaf == ca  # a self-signed serving certificate placed in the bundle itself
-    return True
-
-
-def _names_of(leaf: x509.Certificate) -> set[str]:
-    try:
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return set()
-    return set(sans.get_values_for_type(x509.DNSName)) | {
-        str(ip) for ip in sans.get_values_for_type(x509.IPAddress)
-    }
-
-
-def _expected_name(client_config: JsonObject) -> str | None:
-    service = client_config.get("service")
-    if service:
-        return f"{service['name']}.{service['namespace']}.svc"
-    return urlsplit(str(client_config.get("url") or "")).hostname
 
 
 # --- 2. the namespace ---------------------------------------------------------------------------------------
@@ -354,15 +110,42 @@ def _opt_in_label(selector: JsonObject | None, fallback: NamespaceLabel) -> str:
     return fallback.selector
 
 
+def label_command(namespace: str, label: str) -> str:
+    return f"kubectl label namespace {q(namespace)} {q(label)}"
+
+
 def check_namespace(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     subject = f"Namespace/{namespace}"
     obj = snap.namespaces.get(namespace)
     if obj is None:
         return [Finding("namespace", subject, Severity.PROBLEM, Code.NAMESPACE_MISSING, "no such namespace")]
-    labels = {**(obj["metadata"].get("labels") or {}), "kubernetes.io/metadata.name": namespace}
-    webhooks = [w for c in snap.webhook_configurations for w in _ours(c)]
-    if not webhooks:
-        return []
+    own_labels = obj["metadata"].get("labels") or {}
+    labels = {**own_labels, "kubernetes.io/metadata.name": namespace}
+    webhooks = [w for c in snap.webhook_configurations for w in ours(c)]
+    if not webhooks:  # judged against the configured opt-in label, which the chart installs by default
+        wanted = context.label
+        if labels.get(wanted.key) == wanted.value:
+            return [
+                Finding(
+                    "namespace",
+                    subject,
+                    Severity.OK,
+                    Code.NAMESPACE_SELECTED,
+                    f"carries the opt-in label {wanted.selector} (no webhook installed to select it yet)",
+                )
+            ]
+        return [
+            Finding(
+                "namespace",
+                subject,
+                Severity.PROBLEM,
+                Code.NAMESPACE_NOT_SELECTED,
+                f"not opted in: the namespace lacks the label {wanted.selector}, so even an installed "
+                "webhook would never see its objects",
+                evidence=(f"labels: {_label_list(own_labels)}",),
+                fix=label_command(namespace, wanted.selector),
+            )
+        ]
     if any(selects(w.get("namespaceSelector"), labels) for w in webhooks):
         return [
             Finding("namespace", subject, Severity.OK, Code.NAMESPACE_SELECTED, "selected by the webhook")
@@ -384,10 +167,10 @@ def check_namespace(snap: Snapshot, namespace: str, context: Context) -> list[Fi
             Code.NAMESPACE_NOT_SELECTED,
             message,
             evidence=(
-                f"labels: {_label_list(obj['metadata'].get('labels') or {})}",
+                f"labels: {_label_list(own_labels)}",
                 f"namespaceSelector: {_selector_text(selector)}",
             ),
-            fix="" if excluded else f"kubectl label namespace {namespace} {label}",
+            fix="" if excluded else label_command(namespace, label),
         )
     ]
 
@@ -403,9 +186,9 @@ def _in_release(obj: JsonObject, release: str | None) -> bool:
 
 
 def reconcile_command(namespace: str, label: NamespaceLabel) -> str:
-    command = f"airflow-migration-webhook reconcile --namespace {namespace}"
+    command = f"airflow-migration-webhook reconcile --namespace {q(namespace)}"
     if label != NamespaceLabel():
-        command += f" --namespace-label-key {label.key} --namespace-label-value {label.value}"
+        command += f" --namespace-label-key {q(label.key)} --namespace-label-value {q(label.value)}"
     return command
 
 
@@ -490,28 +273,121 @@ def _owner(snap: Snapshot, namespace: str, pod: JsonObject) -> JsonObject | None
 
 
 def _log_evidence(snap: Snapshot, namespace: str, pod: str, container: str) -> tuple[str, ...]:
-    lines = snap.logs.get((namespace, pod, container))
-    if lines is None:
-        return (f"{container}: logs unavailable (no kubelet answered, or no pods/log permission)",)
+    lines = snap.logs.get((namespace, pod, container), "logs unavailable (not read)")
+    if isinstance(lines, str):
+        return (f"{container}: {lines}",)
     return tuple(f"{container}: {line}" for line in lines) or (f"{container}: (no output)",)
+
+
+def _condition_lines(obj: JsonObject, every: bool = False) -> tuple[str, ...]:
+    """An object's conditions as kubectl describe names them (`PodScheduled=False (Unschedulable): 0/3 nodes
+    are available: ...`): those not True, or `every` one."""
+    lines = []
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("status") == "True" and not every:
+            continue
+        reason = f" ({condition['reason']})" if condition.get("reason") else ""
+        message = f": {condition['message']}" if condition.get("message") else ""
+        lines.append(f"{condition.get('type')}={condition.get('status')}{reason}{message}")
+    return tuple(lines)
+
+
+def _started(status: JsonObject) -> bool:
+    """The container ran at least once (it is running, it exited, or an earlier run exited)."""
+    state = status.get("state") or {}
+    return (
+        "running" in state or "terminated" in state or bool((status.get("lastState") or {}).get("terminated"))
+    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Why a pod none of whose containers has started is waiting: `why` in a few words (the scheduler's or
+    the kubelet's reason), `evidence` their messages."""
+
+    severity: Severity
+    why: str
+    evidence: tuple[str, ...]
+
+
+def pending(pod: JsonObject) -> Pending | None:
+    """None once a container has started. Not scheduled: the scheduler's PodScheduled=False and its reason
+    (Unschedulable needs a person). Scheduled and not started: the first waiting container's reason (an image
+    that cannot be pulled needs a person, ContainerCreating does not)."""
+    status = pod.get("status") or {}
+    if status.get("phase") not in (None, "Pending"):
+        return None
+    containers = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    if any(_started(c) for c in containers):
+        return None
+    conditions = _condition_lines(pod)
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    node = (pod.get("spec") or {}).get("nodeName")
+    if scheduled is not None and scheduled.get("status") == "False":
+        reason = str(scheduled.get("reason") or "no reason given")
+        severity = Severity.PROBLEM if reason == "Unschedulable" else Severity.WARNING
+        return Pending(severity, f"not scheduled ({reason})", conditions)
+    if not node and (scheduled is None or scheduled.get("status") != "True"):
+        return Pending(Severity.WARNING, "not scheduled yet (no node chosen, no PodScheduled condition)", ())
+    waiting = next((c for c in containers if (c.get("state") or {}).get("waiting")), None)
+    if waiting is None:
+        return Pending(
+            Severity.WARNING, f"scheduled on {node or 'a node'}, no container started yet", conditions
+        )
+    detail = waiting["state"]["waiting"]
+    reason = str(detail.get("reason") or "waiting")
+    said = (f"{waiting.get('name')}: {reason}: {detail['message']}",) if detail.get("message") else ()
+    return Pending(
+        Severity.PROBLEM if reason in _BROKEN_START else Severity.WARNING,
+        f"scheduled on {node or 'a node'}, not started ({waiting.get('name')}: {reason})",
+        conditions + said,
+    )
 
 
 def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     findings: list[Finding] = []
-    healthy = 0
+    running = finished = 0
     for pod in snap.pods.get(namespace, []):
         facts = inspect(pod)
         if facts is None or not _in_release(pod, context.release):
             continue
         name = pod["metadata"]["name"]
         subject = ref("Pod", pod)
-        statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+        describe = f"kubectl describe pod -n {q(namespace)} {q(name)}"
+        status = pod.get("status") or {}
+        if status.get("phase") == "Succeeded":
+            finished += 1
+            continue
+        if status.get("phase") == "Failed":
+            why = ": ".join(filter(None, (status.get("reason"), status.get("message")))) or "no reason given"
+            findings.append(
+                Finding(
+                    "pod", subject, Severity.WARNING, Code.POD_FAILED, f"failed ({why})", look_at=describe
+                )
+            )
+            continue
+        waits = pending(pod)
+        if waits is not None:
+            since = _since(status.get("startTime") or pod["metadata"].get("creationTimestamp"), context.now)
+            findings.append(
+                Finding(
+                    "pod",
+                    subject,
+                    waits.severity,
+                    Code.POD_PENDING,
+                    f"pending{since}: {waits.why}",
+                    evidence=waits.evidence,
+                    look_at=describe,
+                )
+            )
+            continue
+        statuses = status.get("initContainerStatuses") or []
         current = next(
             (s for s in statuses if ((s.get("state") or {}).get("terminated") or {}).get("exitCode") != 0),
             None,
         )
         if current is None:
-            healthy += 1
+            running += 1
             continue
         container = str(current.get("name"))
         state = current.get("state") or {}
@@ -522,11 +398,12 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
         # how long the pod has been stuck: since it started (a wait container that times out and restarts
         # begins a new attempt each time), with the restarts that took
         running_since = _since(
-            pod["status"].get("startTime") or (state.get("running") or {}).get("startedAt"), context.now
+            status.get("startTime") or (state.get("running") or {}).get("startedAt"), context.now
         )
         if restarts := int(current.get("restartCount") or 0):
             running_since += f" ({restarts} restart{'s' if restarts > 1 else ''})"
         evidence = _log_evidence(snap, namespace, name, container)
+        logs = f"kubectl logs -n {q(namespace)} {q(name)} -c {q(container)}"
         owner = _owner(snap, namespace, pod)
         if container == STEP_CONTAINER_NAME and exit_code not in (None, 0):
             findings.append(
@@ -536,20 +413,21 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
                     Severity.PROBLEM,
                     Code.STEP_FAILED,
                     f"{STEP_CONTAINER_NAME} failed with exit code {exit_code}"
-                    + (f" ({waiting}, {current.get('restartCount', 0)} restarts)" if waiting else ""),
+                    + (f" ({waiting}, {current.get('restartCount', 0)} restarts)" if waiting else "")
+                    + ": the pods wait for the migration it could not apply",
                     evidence=evidence,
-                    fix=f"kubectl logs -n {namespace} {name} -c {STEP_CONTAINER_NAME}",
+                    look_at=logs,
                 )
             )
-        elif container == facts.wait_container and not facts.step_present:
+        elif container == facts.wait_container and not facts.step_present and _started(current):
             owner_has_step = owner is not None and (inspect(owner) or facts).step_present
             # Under the default OrderedReady policy a StatefulSet does not replace a pod that is not Ready,
             # whatever its template says: such a pod must be deleted to be re-created with the step.
             stateful = owner is not None and owner.get("kind") == "StatefulSet"
-            delete = f"kubectl delete pod -n {namespace} {name}"
+            delete = f"kubectl delete pod -n {q(namespace)} {q(name)}"
             if owner is not None and owner_has_step:
                 workload = f"{owner['kind'].lower()}/{owner['metadata']['name']}"
-                fix = delete if stateful else f"kubectl rollout restart -n {namespace} {workload}"
+                fix = delete if stateful else f"kubectl rollout restart -n {q(namespace)} {q(workload)}"
             else:
                 fix = reconcile_command(namespace, context.label) + (f" && {delete}" if stateful else "")
             findings.append(
@@ -566,27 +444,30 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
                 )
             )
         else:
+            doing = "running" if "running" in state else "in"
             findings.append(
                 Finding(
                     "pod",
                     subject,
                     Severity.WARNING,
                     Code.POD_STUCK_IN_INIT,
-                    f"in init container {container}{running_since}"
+                    f"{doing} init container {container}{running_since}"
                     + (f" ({waiting})" if waiting else "")
                     + (f", last exit code {exit_code}" if exit_code not in (None, 0) else ""),
                     evidence=evidence,
-                    fix=f"kubectl logs -n {namespace} {name} -c {container}",
+                    look_at=logs,
                 )
             )
-    if healthy:
+    if running or finished:
+        counts = [f"{running} running" if running else "", f"{finished} finished" if finished else ""]
         findings.append(
             Finding(
                 "pod",
                 f"Namespace/{namespace}",
                 Severity.OK,
                 Code.POD_READY,
-                f"{healthy} Airflow pod(s) past their init containers",
+                f"{running + finished} Airflow pod(s) past their init containers: "
+                + ", ".join(filter(None, counts)),
             )
         )
     return findings
@@ -595,14 +476,38 @@ def check_pods(snap: Snapshot, namespace: str, context: Context) -> list[Finding
 # --- 5. the migration Job and Argo CD -----------------------------------------------------------------------
 
 
+def _pods_of(snap: Snapshot, namespace: str, job: JsonObject) -> list[JsonObject]:
+    uid = (job.get("metadata") or {}).get("uid")
+    name = (job.get("metadata") or {}).get("name")
+    return [
+        pod
+        for pod in snap.pods.get(namespace, [])
+        if any(
+            o.get("kind") == "Job" and (o.get("uid") == uid or o.get("name") == name)
+            for o in pod["metadata"].get("ownerReferences") or []
+        )
+    ]
+
+
+def _not_started(pods: list[JsonObject]) -> str:
+    waiting = [f"{ref('Pod', pod)} is pending: {waits.why}" for pod in pods if (waits := pending(pod))]
+    if waiting:
+        return "; ".join(waiting)
+    if pods:
+        return f"{len(pods)} pod(s), none running"
+    return "no pod of it exists yet"
+
+
 def check_jobs(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
     findings = []
     for job in _airflow(snap.jobs.get(namespace, []), context.release):
         if mutate(job, "CREATE", context.engine).decision.reason not in _MIGRATION_JOB_REASONS:
             continue
+        name = job["metadata"]["name"]
         subject = ref("Job", job)
         status = job.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
+        pods = _pods_of(snap, namespace, job)
         if "Failed" in conditions or (status.get("failed") and not status.get("active")):
             failed = conditions.get("Failed") or {}
             findings.append(
@@ -614,28 +519,63 @@ def check_jobs(snap: Snapshot, namespace: str, context: Context) -> list[Finding
                     " ".join(
                         ["the migration Job failed:", failed.get("reason", ""), failed.get("message", "")]
                     ).strip(),
-                    fix=f"kubectl logs -n {namespace} job/{job['metadata']['name']}",
+                    look_at=f"kubectl logs -n {q(namespace)} job/{q(name)}",
                 )
             )
         elif status.get("succeeded") or "Complete" in conditions:
             findings.append(
                 Finding("job", subject, Severity.OK, Code.JOB_SUCCEEDED, "the migration Job succeeded")
             )
-        else:
+        elif (job.get("spec") or {}).get("suspend"):
             findings.append(
                 Finding(
                     "job",
                     subject,
-                    Severity.OK,
-                    Code.JOB_RUNNING,
-                    f"the migration Job has not finished ({status.get('active', 0)} active)",
+                    Severity.WARNING,
+                    Code.JOB_PENDING,
+                    "the migration Job is suspended: it creates no pod until resumed",
+                    fix=f"kubectl patch job -n {q(namespace)} {q(name)} --type=merge -p "
+                    '\'{"spec": {"suspend": false}}\'',
                 )
             )
+        else:
+            alive = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+            if alive:
+                findings.append(
+                    Finding(
+                        "job",
+                        subject,
+                        Severity.OK,
+                        Code.JOB_RUNNING,
+                        f"the migration Job is running: {len(alive)} pod(s) running"
+                        + _since(status.get("startTime"), context.now),
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        "job",
+                        subject,
+                        Severity.WARNING,
+                        Code.JOB_PENDING,
+                        f"the migration Job has not started: {_not_started(pods)}",
+                        evidence=_condition_lines(job, every=True),
+                        look_at=f"kubectl describe job -n {q(namespace)} {q(name)}",
+                    )
+                )
     return findings
 
 
-def check_argocd(snap: Snapshot, namespace: str) -> list[Finding]:
+def _resource_name(resource: JsonObject) -> str:
+    """As Argo CD names a resource in its messages: group/Kind/name (the core group is empty)."""
+    return f"{resource.get('group', '')}/{resource.get('kind', '?')}/{resource.get('name', '?')}"
+
+
+def check_argocd(snap: Snapshot, namespace: str, earlier: list[Finding], now: dt.datetime) -> list[Finding]:
+    """An Application syncing into the namespace. A sync that runs while something here blocks the migration
+    is the deadlock (or its last step): a problem, whose fix is that blocker's."""
     findings = []
+    blocker = blocking_cause([f for f in earlier if f.severity is Severity.PROBLEM])
     for application in snap.applications or []:
         destination = (application.get("spec") or {}).get("destination") or {}
         if destination.get("namespace") != namespace:
@@ -646,25 +586,79 @@ def check_argocd(snap: Snapshot, namespace: str) -> list[Finding]:
         message = str(operation.get("message") or "")
         sync = (status.get("sync") or {}).get("status", "?")
         health = (status.get("health") or {}).get("status", "?")
-        evidence = (f"sync {sync}, health {health}, operation {phase}", *((message,) if message else ()))
+        # what the operation waits for: hooks still running, then resources not Healthy (grouped by state)
+        hooks = [
+            f"{_resource_name(r)}: {r.get('hookType', '')} hook {r.get('hookPhase', '')}"
+            + (f" ({r['message']})" if r.get("message") else "")
+            for r in (operation.get("syncResult") or {}).get("resources") or []
+            if r.get("hookType") and r.get("hookPhase") in ("Running", "Pending")
+        ]
+        unhealthy: dict[str, list[str]] = {}
+        for resource in status.get("resources") or []:
+            state = resource.get("health") or {}
+            if state.get("status") not in (None, "Healthy"):
+                said = f"{state['status']}" + (f" ({state['message']})" if state.get("message") else "")
+                unhealthy.setdefault(said, []).append(_resource_name(resource))
+        started = _since(operation.get("startedAt"), now) if phase == "Running" else ""
+        evidence = (
+            f"sync {sync}, health {health}, operation {phase}{started}",
+            *hooks,
+            *(f"{', '.join(names)}: {said}" for said, names in unhealthy.items()),
+        )
         subject = ref("Application", application)
-        if phase == "Running":
+        waiting_for = message or "running its sync"
+        job = next((f for f in earlier if f.check == "job"), None)
+        on_hook = "waiting for completion of hook" in message
+        if (
+            phase == "Running"
+            and blocker is not None
+            and not (on_hook and job and job.code == Code.JOB_RUNNING)
+        ):
+            if "waiting for healthy state" in message:
+                why = (
+                    "it creates the PostSync migration hook only once every workload is Healthy, and the "
+                    "Airflow pods wait for that migration: the deadlock"
+                )
+            elif on_hook:
+                why = (job.message if job else "that Job is not in the namespace") + (
+                    "; the Airflow pods wait for the migration too"
+                )
+            else:
+                why = "the Airflow pods wait for the migration"
+            findings.append(
+                Finding(
+                    "argocd",
+                    subject,
+                    Severity.PROBLEM,
+                    Code.ARGOCD_WAITING,
+                    f"the sync is stuck: Argo CD is {waiting_for}; {why}. What keeps it: {blocker.subject} "
+                    f"({blocker.code})",
+                    evidence=evidence,
+                    fix=blocker.fix,
+                    look_at=blocker.look_at,
+                )
+            )
+        elif phase == "Running":
             findings.append(
                 Finding(
                     "argocd",
                     subject,
                     Severity.WARNING,
                     Code.ARGOCD_WAITING,
-                    "the sync is still running"
-                    + (f": {message}" if message else "")
-                    + " (a PostSync migration hook runs only once every workload is Healthy)",
+                    f"the sync is running: Argo CD is {waiting_for}"
+                    + (f"; {job.message}" if on_hook and job else ""),
                     evidence=evidence,
                 )
             )
         else:
             findings.append(
                 Finding(
-                    "argocd", subject, Severity.OK, Code.ARGOCD_OPERATION, f"last operation {phase}", evidence
+                    "argocd",
+                    subject,
+                    Severity.WARNING if phase in ("Failed", "Error") else Severity.OK,
+                    Code.ARGOCD_OPERATION,
+                    f"last operation {phase}" + (f": {message}" if message else ""),
+                    evidence,
                 )
             )
     return findings

@@ -1,4 +1,5 @@
-"""Findings: one code per finding (like the engine's reason codes), a severity, the evidence and one fix.
+"""Findings: one code per finding (like the engine's reason codes), a severity, the evidence, one fix (a
+command that changes the situation) and one command to look at (a diagnostic that changes nothing).
 
 The JSON form is stable (documented in the README): add keys, never rename or remove them.
 """
@@ -40,11 +41,14 @@ class Code(StrEnum):
     NO_AIRFLOW = "no_airflow"
     POD_READY = "pod_ready"
     POD_STUCK_IN_INIT = "pod_stuck_in_init"
+    POD_PENDING = "pod_pending"
+    POD_FAILED = "pod_failed"
     STEP_FAILED = "step_failed"
     WAITING_WITHOUT_STEP = "waiting_without_step"
     JOB_SUCCEEDED = "job_succeeded"
     JOB_RUNNING = "job_running"
     JOB_FAILED = "job_failed"
+    JOB_PENDING = "job_pending"
     ARGOCD_WAITING = "argocd_waiting"
     ARGOCD_OPERATION = "argocd_operation"
 
@@ -57,7 +61,23 @@ class Finding:
     code: str  # a Code, or an engine reason code for workloads
     message: str
     evidence: tuple[str, ...] = ()
-    fix: str = ""  # one command (or instruction) that addresses it
+    fix: str = ""  # one shell command that changes the situation ($NAME: a value only the user knows, INPUTS)
+    look_at: str = ""  # one read-only command that shows more (logs, describe)
+
+
+# Values a fix needs that doctor cannot know, as the shell variables the fixes use: set them, then the fixes
+# run as printed. The summary lists the ones its fixes use.
+INPUTS: dict[str, str] = {
+    "CHART": "the webhook's chart: the folder charts/airflow-migration-webhook of a checkout of this "
+    "project (no chart repository publishes it); under Argo CD, set the same values in the Application "
+    "instead",
+    "IMAGE_REPOSITORY": "where you pushed the image built from the project's Dockerfile (README, "
+    '"Install in a cluster"), e.g. registry.example.com/airflow-migration-webhook',
+    "IMAGE_TAG": "that image's tag, e.g. 0.1.0",
+    "CERTS_DIR": "the folder holding the webhook's CA as `airflow-migration-webhook certs` wrote it "
+    "(ca.crt and ca.key), e.g. certs",
+}
+_INPUT = re.compile(r"\$\{?([A-Z_]+)\}?")
 
 
 # What blocks what, most blocking first: a webhook the API server cannot use blocks every object, a namespace
@@ -71,6 +91,24 @@ def _cause_rank(finding: Finding) -> int:
         if key in _CAUSE_ORDER:
             return _CAUSE_ORDER.index(key)
     return len(_CAUSE_ORDER)
+
+
+def blocking_cause(findings: list[Finding]) -> Finding | None:
+    """The problem that blocks the others (_CAUSE_ORDER; the first found among equals), else a warning."""
+    for severity in (Severity.PROBLEM, Severity.WARNING):
+        group = [f for f in findings if f.severity is severity]
+        if group:
+            return min(group, key=_cause_rank)  # min keeps the first of equal ranks
+    return None
+
+
+def _by_cause(findings: list[Finding]) -> list[Finding]:
+    """Problems, then warnings, each most blocking first."""
+    return [
+        f
+        for severity in (Severity.PROBLEM, Severity.WARNING)
+        for f in sorted((f for f in findings if f.severity is severity), key=_cause_rank)
+    ]
 
 
 @dataclass(frozen=True)
@@ -89,19 +127,24 @@ class Report:
 
     @property
     def likely_cause(self) -> Finding | None:
-        """The problem that blocks the others (_CAUSE_ORDER; found first among equals), else a warning."""
-        for group in (self.problems, self.warnings):
-            if group:
-                return min(group, key=_cause_rank)  # min keeps the first of equal ranks
-        return None
+        return blocking_cause(self.findings)
 
     @property
     def fixes(self) -> list[str]:
-        """One command per problem (then per warning), without repeats, the likely cause's first."""
-        ordered = [
-            f.fix for group in (self.problems, self.warnings) for f in sorted(group, key=_cause_rank) if f.fix
-        ]
-        return list(dict.fromkeys(ordered))
+        """The commands that change the situation, one per problem (then per warning), without repeats, the
+        likely cause's first."""
+        return list(dict.fromkeys(f.fix for f in _by_cause(self.findings) if f.fix))
+
+    @property
+    def look_at(self) -> list[str]:
+        """The read-only commands that show more, in the same order."""
+        return list(dict.fromkeys(f.look_at for f in _by_cause(self.findings) if f.look_at))
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """The values the fixes need that only the user knows (INPUTS), by the variable the fixes use."""
+        used = {name for fix in self.fixes for name in _INPUT.findall(fix)}
+        return {name: meaning for name, meaning in INPUTS.items() if name in used}
 
     @property
     def exit_code(self) -> int:
@@ -119,6 +162,8 @@ class Report:
                 "warnings": len(self.warnings),
                 "likely_cause": _finding_json(cause) if cause else None,
                 "fixes": self.fixes,
+                "look_at": self.look_at,
+                "inputs": self.inputs,
             },
         }
 
@@ -171,8 +216,13 @@ def render_table(report: Report) -> str:
         lines.append("No problem found.")
     else:
         lines.append(f"Likely cause: {cause.subject}: {cause.message}")
-    summary = f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s)"
-    lines.append(summary)
+    lines.append(f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s)")
+    if report.look_at:
+        lines.append("Look at:")
+        lines += [f"  {command}" for command in report.look_at]
+    if report.inputs:
+        lines.append("Set first: values only you know, which the fixes use (e.g. export CHART=...):")
+        lines += [f"  {name}: {meaning}" for name, meaning in report.inputs.items()]
     if report.fixes:
         lines.append("Suggested fixes, in order:")
         lines += [f"  {fix}" for fix in report.fixes]

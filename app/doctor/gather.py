@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import urllib3
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from app.engine import inspect
@@ -24,25 +28,134 @@ JsonObject = dict[str, Any]
 LOG_LINES = 10
 ARGOCD = ("argoproj.io", "v1alpha1", "applications")
 
-# What doctor reads, as RBAC sees it (the README's "doctor needs" list is this table).
-READS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): ("list",),
-    ("", "namespaces"): ("get", "list"),
-    ("", "services"): ("get",),
-    ("discovery.k8s.io", "endpointslices"): ("list",),
-    ("", "secrets"): ("get",),  # optional: the webhook's serving Secret, to check the caBundle
-    ("", "configmaps"): ("get",),  # optional: the webhook's configuration (its migrating components)
-    ("apps", "deployments"): ("list",),
-    ("apps", "statefulsets"): ("list",),
-    ("batch", "jobs"): ("list",),
-    ("", "pods"): ("list",),
-    ("", "pods/log"): ("get",),  # optional: needs a kubelet
-    ("argoproj.io", "applications"): ("list",),  # optional
-}
+
+@dataclass(frozen=True)
+class Read:
+    """One read doctor makes, as RBAC sees it. `lost`: what doctor cannot say without it (optional reads);
+    empty for the reads it cannot work without."""
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    lost: str = ""
+
+    @property
+    def rule(self) -> str:
+        """The read as one RBAC rule, in YAML's flow style: a line to paste under a ClusterRole's `rules:`."""
+        group = self.group or '""'
+        return f"- {{apiGroups: [{group}], resources: [{self.resource}], verbs: [{', '.join(self.verbs)}]}}"
+
+
+# What doctor reads (the README's "doctor needs" list is this table).
+READS: tuple[Read, ...] = (
+    Read("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("list",)),
+    Read("", "namespaces", ("get", "list")),
+    Read("", "services", ("get",)),
+    Read("discovery.k8s.io", "endpointslices", ("list",)),
+    Read("apps", "deployments", ("list",)),
+    Read("apps", "statefulsets", ("list",)),
+    Read("batch", "jobs", ("list",)),
+    Read("", "pods", ("list",)),
+    Read(
+        "",
+        "secrets",
+        ("get",),
+        "the caBundle is not checked against the certificate the webhook's pods serve",
+    ),
+    Read(
+        "",
+        "configmaps",
+        ("get",),
+        "workloads are judged with the engine's defaults, not the webhook's own settings (its migrating "
+        "components)",
+    ),
+    Read("", "pods/log", ("get",), "no log lines of the stuck or failing init containers"),
+    Read(
+        "argoproj.io", "applications", ("list",), "no Argo CD checks (whether a sync waits on the migration)"
+    ),
+)
+
+
+def rbac_rules() -> list[str]:
+    """What doctor needs, as lines to paste under a ClusterRole's `rules:` (webhook configurations and
+    namespaces are cluster-scoped): the required ones, then each optional one with what is lost without
+    it."""
+    lines = ["# required"]
+    lines += [read.rule for read in READS if not read.lost]
+    lines.append("# optional: doctor carries on without them, and says so")
+    lines += [f"{read.rule}  # without it: {read.lost}" for read in READS if read.lost]
+    return lines
+
+
+def context_name(kubeconfig: Path | None) -> str | None:
+    """The kubeconfig's current context (the file, else $KUBECONFIG), to name whose credentials were
+    refused; None in a pod (its service account) or when the file says none."""
+    path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
+    if path is None:
+        return None
+    try:
+        _, active = k8s_config.list_kube_config_contexts(config_file=str(path))  # type: ignore[no-untyped-call]
+    except Exception:  # unreadable: api_client has already said so
+        return None
+    return str(active.get("name")) if active else None
 
 
 class NoAccess(RuntimeError):
-    """The cluster cannot be read at all (unreachable, unauthenticated, or the essential reads refused)."""
+    """The cluster cannot be read at all (unreachable, unauthenticated, or a required read refused); the
+    message says which, in plain words."""
+
+
+def unreachable(server: str, error: BaseException) -> NoAccess:
+    """`cannot reach the API server at URL: connection refused`, from whatever urllib3 wrapped it in."""
+    return NoAccess(f"cannot reach the API server at {server}: {_cause(error)}")
+
+
+def _cause(error: BaseException) -> str:
+    seen: list[BaseException] = []
+    current: object = error
+    while isinstance(current, BaseException) and current not in seen:
+        seen.append(current)
+        reason = getattr(current, "reason", None)  # urllib3 keeps the cause there
+        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
+    for found in reversed(seen):  # the innermost cause that says something plain
+        if isinstance(found, ssl.SSLCertVerificationError):
+            return f"its TLS certificate is not trusted ({found.verify_message})"
+        if isinstance(found, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(found, socket.gaierror):
+            return f"the host name does not resolve ({found.strerror})"
+        if isinstance(found, TimeoutError):
+            return "no answer (timed out)"
+        if isinstance(found, ssl.SSLError):
+            return f"TLS failed ({found.reason or found})"
+        if isinstance(found, OSError) and found.strerror:
+            return found.strerror[0].lower() + found.strerror[1:]
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def refused(error: ApiException, context: str | None, what: str) -> NoAccess:
+    """401 and 403 as a person reads them: whose credentials, and which read was refused."""
+    who = f"context {context}" if context else "the kubeconfig"
+    if error.status == 401:
+        return NoAccess(f"401 Unauthorized: the credentials of {who} were refused (expired or unknown)")
+    message = ""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return NoAccess(f"{error.status} {error.reason}: {message or what} ({who})")
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """The certificate a webhook serves and where doctor read it, as the findings name it: "the certificate
+    in Secret NS/NAME (which the webhook's pods serve)" (Service mode: doctor cannot reach the pods) or "the
+    certificate served at https://HOST:PORT" (URL mode: a TLS handshake). `pem` None when it could not be
+    read, and `unread` says why."""
+
+    source: str
+    pem: bytes | None = None
+    unread: str = ""
 
 
 @dataclass
@@ -53,15 +166,13 @@ class Snapshot:
     endpoint_slices: dict[tuple[str, str], list[JsonObject]] = field(default_factory=dict)
     # the Deployments whose pods the webhook's Service selects (Service mode)
     webhook_deployments: dict[tuple[str, str], list[JsonObject]] = field(default_factory=dict)
-    served_certificates: dict[str, bytes | str] = field(
-        default_factory=dict
-    )  # configuration -> PEM or why not
+    served_certificates: dict[str, ServedCertificate] = field(default_factory=dict)  # by configuration
     webhook_config_text: str | None = None  # the webhook's own config.yaml (its ConfigMap), when readable
     namespaces: dict[str, JsonObject | None] = field(default_factory=dict)
     workloads: dict[str, list[JsonObject]] = field(default_factory=dict)  # Deployments, StatefulSets
     jobs: dict[str, list[JsonObject]] = field(default_factory=dict)
     pods: dict[str, list[JsonObject]] = field(default_factory=dict)
-    logs: dict[tuple[str, str, str], list[str] | None] = field(default_factory=dict)  # None: unavailable
+    logs: dict[tuple[str, str, str], list[str] | str] = field(default_factory=dict)  # str: why not read
     applications: list[JsonObject] | None = None  # None: Argo CD not installed or not readable
     notes: list[str] = field(default_factory=list)
 
@@ -71,8 +182,11 @@ def _json(response: Any) -> Any:
 
 
 class Reader:
-    def __init__(self, api: k8s.ApiClient) -> None:
+    """`context`: the kubeconfig context's name, for the message when its credentials are refused."""
+
+    def __init__(self, api: k8s.ApiClient, context: str | None = None) -> None:
         self.api = api
+        self.context = context
         self.core = k8s.CoreV1Api(api)
         self.apps = k8s.AppsV1Api(api)
         self.batch = k8s.BatchV1Api(api)
@@ -83,21 +197,26 @@ class Reader:
     def snapshot(
         self, namespaces: list[str] | None, label_selector: str | None, webhook: str | None
     ) -> Snapshot:
-        """`namespaces` None: every namespace selected by `label_selector` (the opt-in label)."""
-        snap = Snapshot()
+        """`namespaces` None: every namespace selected by `label_selector` (the opt-in label). Raises NoAccess
+        when the API server cannot be reached, refuses the credentials or refuses a required read."""
         try:
-            version = k8s.VersionApi(self.api).get_code()
-            snap.server_version = (
-                int(version.major),
-                int("".join(ch for ch in version.minor if ch.isdigit())),
-            )
-            configurations = _json(
-                self.admission.list_mutating_webhook_configuration(_preload_content=False)
-            )["items"]
+            return self._snapshot(namespaces, label_selector, webhook)
         except ApiException as error:
-            raise NoAccess(f"{error.status} {error.reason}") from error
-        except Exception as error:  # unreachable, TLS, kubeconfig: one line
-            raise NoAccess(str(error).splitlines()[0] if str(error) else repr(error)) from error
+            if error.status in (401, 403):
+                raise refused(error, self.context, "a read doctor needs was refused") from error
+            raise NoAccess(f"the API server answered {error.status} {error.reason}") from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise unreachable(str(self.api.configuration.host), error) from error
+
+    def _snapshot(
+        self, namespaces: list[str] | None, label_selector: str | None, webhook: str | None
+    ) -> Snapshot:
+        snap = Snapshot()
+        version = k8s.VersionApi(self.api).get_code()
+        snap.server_version = (int(version.major), int("".join(ch for ch in version.minor if ch.isdigit())))
+        configurations = _json(self.admission.list_mutating_webhook_configuration(_preload_content=False))[
+            "items"
+        ]
         snap.webhook_configurations = [
             c
             for c in configurations
@@ -129,29 +248,29 @@ class Reader:
                 key = (service["namespace"], service["name"])
                 if key in snap.services:
                     continue
-                snap.services[key] = _maybe(self.core.read_namespaced_service, key[1], key[0])
-                slices = _maybe(
-                    self.discovery.list_namespaced_endpoint_slice,
-                    key[0],
-                    label_selector=f"kubernetes.io/service-name={key[1]}",
+                snap.services[key] = _absent_is_none(self.core.read_namespaced_service, key[1], key[0])
+                slices = _json(
+                    self.discovery.list_namespaced_endpoint_slice(
+                        key[0], label_selector=f"kubernetes.io/service-name={key[1]}", _preload_content=False
+                    )
                 )
-                snap.endpoint_slices[key] = (slices or {}).get("items") or []
+                snap.endpoint_slices[key] = slices.get("items") or []
                 snap.served_certificates[name] = self._serving_secret(snap, key, name)
                 if snap.webhook_config_text is None:
-                    snap.webhook_config_text = self._webhook_config(key[0], name)
+                    snap.webhook_config_text = self._webhook_config(snap, key[0], name)
             elif client_config.get("url"):
                 snap.served_certificates[name] = served_certificate(client_config["url"])
 
     def _serving_secret(
         self, snap: Snapshot, service_key: tuple[str, str], configuration: str
-    ) -> bytes | str:
-        """The certificate the webhook's pods mount: the Secret volume of the Deployment behind the Service
-        (the chart's `<release>-tls` when nothing better is found)."""
+    ) -> ServedCertificate:
+        """The certificate the webhook's pods serve: the Secret volume of the Deployment behind the Service,
+        else the chart's `<release>-tls` (which self-managed TLS writes and every replica copies)."""
         namespace, _ = service_key
         service = snap.services.get(service_key) or {}
         selector = (service.get("spec") or {}).get("selector") or {}
         candidates = []
-        deployments = _maybe(self.apps.list_namespaced_deployment, namespace) or {}
+        deployments = _json(self.apps.list_namespaced_deployment(namespace, _preload_content=False))
         for deployment in deployments.get("items") or []:
             labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
             if selector and all(labels.get(k) == v for k, v in selector.items()):
@@ -161,32 +280,43 @@ class Reader:
                         candidates.append(volume["secret"]["secretName"])
         candidates.append(f"{configuration}-tls")
         for secret_name in dict.fromkeys(candidates):
+            source = f"the certificate in Secret {namespace}/{secret_name} (which the webhook's pods serve)"
             try:
                 secret = _json(
                     self.core.read_namespaced_secret(secret_name, namespace, _preload_content=False)
                 )
             except ApiException as error:
                 if error.status == 403:
-                    return f"no permission to read Secret {namespace}/{secret_name}"
+                    secret = f"Secret {namespace}/{secret_name}"
+                    snap.notes.append(f"no permission to read {secret}: the caBundle was not checked")
+                    return ServedCertificate(source, unread=f"no permission to read {secret}")
                 continue
             data = secret.get("data") or {}
             if "tls.crt" in data:
-                return base64.b64decode(data["tls.crt"])
-        return f"no serving Secret found in {namespace} (looked at {', '.join(dict.fromkeys(candidates))})"
+                return ServedCertificate(source, base64.b64decode(data["tls.crt"]))
+        looked = ", ".join(dict.fromkeys(candidates))
+        return ServedCertificate(
+            f"Secret {namespace}/{candidates[0]}",
+            unread=f"no serving Secret found in {namespace} (looked at {looked})",
+        )
 
-    def _webhook_config(self, namespace: str, name: str) -> str | None:
-        config_map = _maybe(self.core.read_namespaced_config_map, name, namespace)
-        return ((config_map or {}).get("data") or {}).get("config.yaml")
+    def _webhook_config(self, snap: Snapshot, namespace: str, name: str) -> str | None:
+        try:
+            config_map = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as error:
+            if error.status == 403:
+                snap.notes.append(
+                    f"no permission to read ConfigMap {namespace}/{name} (the webhook's settings): "
+                    "engine defaults used"
+                )
+            return None
+        return (config_map.get("data") or {}).get("config.yaml")
 
     # --- one namespace -------------------------------------------------------------------------------
 
     def _namespace(self, snap: Snapshot, namespace: str) -> None:
-        try:
-            snap.namespaces[namespace] = _json(self.core.read_namespace(namespace, _preload_content=False))
-        except ApiException as error:
-            if error.status != 404:
-                raise NoAccess(f"reading namespace {namespace}: {error.status} {error.reason}") from error
-            snap.namespaces[namespace] = None
+        snap.namespaces[namespace] = _absent_is_none(self.core.read_namespace, namespace)
+        if snap.namespaces[namespace] is None:
             return
         workloads = []
         for kind, call in (
@@ -206,15 +336,19 @@ class Reader:
                     namespace, pod["metadata"]["name"], container
                 )
 
-    def _log(self, namespace: str, pod: str, container: str) -> list[str] | None:
+    def _log(self, namespace: str, pod: str, container: str) -> list[str] | str:
         try:
             text = self.core.read_namespaced_pod_log(
                 pod, namespace, container=container, tail_lines=LOG_LINES
             )
-        except Exception:  # no kubelet answers (or no permission): say so, carry on
-            return None
+        except ApiException as error:
+            if error.status == 403:
+                return "logs unavailable (no permission to get pods/log)"
+            return "logs unavailable (no kubelet answered)"
+        except Exception:  # no kubelet answers: say so, carry on
+            return "logs unavailable (no kubelet answered)"
         if text is None:  # an unscheduled pod: the API server answers an empty body, no kubelet to ask
-            return None
+            return "logs unavailable (the pod runs on no node)"
         return str(text).splitlines()[-LOG_LINES:]
 
     def _argocd(self, snap: Snapshot) -> None:
@@ -227,7 +361,8 @@ class Reader:
                 )
             else:
                 snap.notes.append(
-                    f"Argo CD Applications not readable ({error.status} {error.reason}): skipped"
+                    f"Argo CD Applications not readable ({error.status} {error.reason}): its checks were "
+                    "skipped"
                 )
             return
         snap.applications = list(listing.get("items") or [])
@@ -249,12 +384,15 @@ def selector_text(selector: JsonObject) -> str:
     return ",".join(terms)
 
 
-def _maybe(call: Any, *args: Any, **kwargs: Any) -> Any:
-    """An optional read: the JSON, or None when the API refuses (absent, forbidden)."""
+def _absent_is_none(call: Any, *args: Any) -> Any:
+    """A read whose object may not exist: the JSON, or None when absent (404). Any other refusal is an
+    error: a required read refused must not pass for "does not exist"."""
     try:
-        return _json(call(*args, _preload_content=False, **kwargs))
-    except ApiException:
-        return None
+        return _json(call(*args, _preload_content=False))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def containers_worth_a_log(pod: JsonObject) -> list[str]:
@@ -275,11 +413,12 @@ def containers_worth_a_log(pod: JsonObject) -> list[str]:
     return wanted[:2]
 
 
-def served_certificate(url: str, timeout: float = 5.0) -> bytes | str:
+def served_certificate(url: str, timeout: float = 5.0) -> ServedCertificate:
     """The leaf certificate a webhook URL serves (PEM), or why it could not be read. Verification is off on
     purpose: the point is to compare what is served with the caBundle."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 443
+    source = f"the certificate served at https://{host}:{port}"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -290,7 +429,7 @@ def served_certificate(url: str, timeout: float = 5.0) -> bytes | str:
         ):
             der = tls.getpeercert(binary_form=True)
     except OSError as error:
-        return f"cannot connect to {host}:{port} from here: {error}"
+        return ServedCertificate(source, unread=f"cannot connect to {host}:{port} from here: {_cause(error)}")
     if not der:
-        return f"{host}:{port} sent no certificate"
-    return ssl.DER_cert_to_PEM_cert(der).encode()
+        return ServedCertificate(source, unread=f"{host}:{port} sent no certificate")
+    return ServedCertificate(source, ssl.DER_cert_to_PEM_cert(der).encode())
