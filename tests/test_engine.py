@@ -249,6 +249,22 @@ def test_a_release_that_migrates_without_a_hook_gets_no_step_and_says_why(stem: 
     assert mutate(scheduler, "CREATE", CONFIG, release).decision.reason is Reason.INJECTED
 
 
+@pytest.mark.parametrize(
+    ("hooked", "hookless"),
+    [
+        (COMMUNITY_RUNASJOB, COMMUNITY_DEFAULTS),
+        ("apache-airflow-1.18.0-defaults", "apache-airflow-1.18.0-argocd"),
+        ("bitnami-airflow-24.1.0-defaults", "bitnami-airflow-24.1.0-setupdbjob-disabled"),
+    ],
+)
+def test_the_webhook_cannot_tell_a_hookless_release_from_its_scheduler(hooked: str, hookless: str) -> None:
+    """Why the webhook injects anyway: one object is all it sees, and the scheduler is the same in both."""
+    assert named(render(hooked), "Deployment", "airflow-scheduler") == named(
+        render(hookless), "Deployment", "airflow-scheduler"
+    )
+    assert not release_of(render(hooked)).migrators and release_of(render(hookless)).migrators
+
+
 def test_a_release_with_a_hook_job_still_gets_its_step() -> None:
     for stem in (COMMUNITY_RUNASJOB, "apache-airflow-1.18.0-defaults", "bitnami-airflow-24.1.0-defaults"):
         docs = render(stem)
