@@ -67,6 +67,7 @@ class ObjectResult:
     retries: int = 0
     warnings: list[str] = field(default_factory=list)
     patch: list[dict[str, Any]] = field(default_factory=list)
+    detail: str | None = None  # the engine's detail: e.g. which object of the release migrates without a hook
 
 
 class Reconciler:
@@ -141,6 +142,7 @@ class Reconciler:
                 decision.reason.value,
                 attempt,
                 list(decision.warnings),
+                detail=decision.detail,
             )
             if not result.changed:
                 return base

@@ -973,3 +973,43 @@ def test_a_refused_object_never_drops_the_rest_of_the_round(
         assert result.returncode == 1, "a failed object makes the command's exit non-zero"
     finally:
         cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", "e2e-frozen")
+
+
+def test_reconcile_leaves_a_release_that_migrates_without_a_hook(
+    cluster: Cluster, reconciler_kubeconfig: Path
+) -> None:
+    """The User-Community chart stored without the webhook, at its defaults (its migrator a Deployment: no
+    deadlock) and with `runAsJob=true` (a hook Job: the deadlock): reconcile, which sees the namespace,
+    patches only the second; the first's scheduler and web are skipped, naming the migrator."""
+    stores = {"hookless": "community-airflow-8.9.0-defaults", "hooked": "community-airflow-8.9.0-runasjob"}
+    for namespace, render in stores.items():
+        labelled_namespace(cluster, namespace, RECONCILE_LABEL)
+        apply_render(cluster, namespace, render_docs(cluster, CHART_RENDERS / f"{render}.yaml"))
+    try:
+        before = versions(cluster, "hookless")
+        result = reconcile(reconciler_kubeconfig, "--namespace", "hookless", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        outcomes = {o["name"]: o for o in json.loads(result.stdout)}
+        for name in ("airflow-scheduler", "airflow-web"):
+            assert (outcomes[name]["result"], outcomes[name]["reason"]) == (
+                "skipped",
+                "release_migrates_without_hook",
+            ), outcomes[name]
+            assert outcomes[name]["detail"].startswith(
+                "Deployment airflow-db-migrations is the chart's migrator"
+            )
+        assert outcomes["airflow-db-migrations"]["reason"] == "self_migrating"
+        assert versions(cluster, "hookless") == before, "nothing of a hookless release is patched"
+        table = reconcile(reconciler_kubeconfig, "--namespace", "hookless")
+        assert re.search(
+            r"Deployment\s+airflow-scheduler\s+skipped\s+release_migrates_without_hook", table.stdout
+        )
+
+        hooked = reconcile(reconciler_kubeconfig, "--namespace", "hooked", "-o", "json")
+        assert hooked.returncode == 0, hooked.stderr
+        patched = {o["name"] for o in json.loads(hooked.stdout) if o["result"] == "patched"}
+        assert patched == {"airflow-scheduler", "airflow-web"}
+        assert injected(stored(cluster, "hooked", "Deployment", "airflow-scheduler"))
+    finally:  # out of the other reconcile tests' --all-opted-in rounds
+        for namespace in stores:
+            cluster.kubectl("label", "namespace", namespace, f"{RECONCILE_LABEL}-")
