@@ -157,7 +157,8 @@ def _workload(
         )
     # the step runs the main container's image; any container may show an Airflow 1 command
     airflow_1 = airflow_1_evidence(
-        str(main.get("image") or ""), [command_line(c) for c in (*view.init_containers, *view.containers)]
+        str(main.get("image") or ""),
+        lambda: [command_line(c) for c in (*view.init_containers, *view.containers)],
     )
     if airflow_1 is not None:
         warnings.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from app.engine.objects import image_tag
 from app.engine.profiles import AIRFLOW_1_COMMAND, matches
@@ -33,13 +34,16 @@ def migrate_subcommand(version: tuple[int, int, int] | None) -> str:
     return "migrate"
 
 
-def airflow_1_evidence(image: str, command_lines: list[str]) -> str | None:
+def airflow_1_evidence(image: str, command_lines: Callable[[], list[str]]) -> str | None:
     """Why a pod runs Airflow 1.x (which has no `airflow db` commands), None when nothing says so: its
-    Airflow image's tag of version 1, or a command only Airflow 1 has."""
+    Airflow image's tag of version 1; when the tag tells no version, a command only Airflow 1 has (the
+    commands, kilobytes of chart scripts, are read only then)."""
     version = airflow_version(image)
-    if version is not None and version[0] < FIRST_SUPPORTED_MAJOR:
+    if version is not None:
+        if version[0] >= FIRST_SUPPORTED_MAJOR:
+            return None
         return f"image {image} runs Airflow {'.'.join(map(str, version))}"
-    for line in command_lines:
+    for line in command_lines():
         found = matches(AIRFLOW_1_COMMAND, line)
         if found is not None:
             return f"the pod runs `airflow {found.group(1)}`, an Airflow 1.x command"
