@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from app.config import ConfigError, Settings, with_engine_settings
-from app.engine import Decision, Outcome, Reason, mutate
+from app.engine import Decision, Outcome, Reason, mutate, release_of
 from app.manifests import ManifestStream, StreamKind, parse_stream, render_stream
 
 
@@ -51,8 +51,10 @@ def report_line(obj: dict[str, object], decision: Decision) -> str:
         for key, value in (("profile", decision.profile), ("component", decision.component))
         if value
     )
-    return f"{object_ref(obj)}: {decision.outcome.value} {decision.reason.value}" + (
-        f" ({extra})" if extra else ""
+    return (
+        f"{object_ref(obj)}: {decision.outcome.value} {decision.reason.value}"
+        + (f" ({extra})" if extra else "")
+        + (f": {decision.detail}" if decision.detail else "")  # e.g. which object migrates without a hook
     )
 
 
@@ -117,8 +119,9 @@ def mutate_manifests(text: str, settings: Settings, operation: str, quiet: bool)
     results: list[dict[str, object]] = []
     report: list[str] = []
     decisions: list[Decision] = []
+    release = release_of(stream.objects)  # the stream is the release: its own migrators count
     for obj in stream.objects:
-        result = mutate(obj, operation, engine)
+        result = mutate(obj, operation, engine, release)
         outputs.append(result.object)
         decision = result.decision
         decisions.append(decision)

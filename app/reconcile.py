@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from app.config import NamespaceLabel
-from app.engine import EngineConfig, Outcome, mutate
+from app.engine import EngineConfig, Outcome, Release, mutate, release_of
 from app.patch import make_patch
 
 log = logging.getLogger("airflow_migration_webhook.reconcile")
@@ -67,6 +67,7 @@ class ObjectResult:
     retries: int = 0
     warnings: list[str] = field(default_factory=list)
     patch: list[dict[str, Any]] = field(default_factory=list)
+    detail: str | None = None  # the engine's detail: e.g. which object of the release migrates without a hook
 
 
 class Reconciler:
@@ -123,12 +124,15 @@ class Reconciler:
 
     # --- one object ------------------------------------------------------------------------------------
 
-    def reconcile_object(self, live: dict[str, Any], dry_run: bool) -> ObjectResult:
-        """Engine, diff, guarded patch; on a conflict read the object again and start over."""
+    def reconcile_object(
+        self, live: dict[str, Any], dry_run: bool, release: Release | None = None
+    ) -> ObjectResult:
+        """Engine, diff, guarded patch; on a conflict read the object again and start over. `release`: the
+        hookless migrators of the namespace (`release_of` its workloads)."""
         metadata = live["metadata"]
         kind, namespace, name = live["kind"], metadata["namespace"], metadata["name"]
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
-            result = mutate(live, "UPDATE", self.engine)
+            result = mutate(live, "UPDATE", self.engine, release)
             decision = result.decision
             base = ObjectResult(
                 namespace,
@@ -138,6 +142,7 @@ class Reconciler:
                 decision.reason.value,
                 attempt,
                 list(decision.warnings),
+                detail=decision.detail,
             )
             if not result.changed:
                 return base
@@ -163,10 +168,10 @@ class Reconciler:
             return replace(base, result=Result.PATCHED, patch=patch)
         raise AssertionError("unreachable")
 
-    def _guarded(self, live: dict[str, Any], dry_run: bool) -> ObjectResult:
+    def _guarded(self, live: dict[str, Any], dry_run: bool, release: Release | None = None) -> ObjectResult:
         """One object's result; an API error is that object's failure, never the round's."""
         try:
-            return self.reconcile_object(live, dry_run)
+            return self.reconcile_object(live, dry_run, release)
         except ApiException as error:
             metadata = live["metadata"]
             return ObjectResult(
@@ -178,26 +183,34 @@ class Reconciler:
                 warnings=[f"{error.status} {error.reason}"],
             )
 
+    def _listings(self, namespace: str) -> list[tuple[str, list[dict[str, Any]] | ObjectResult]]:
+        """Every kind's workloads in the namespace, or the failure of its list call."""
+        listings: list[tuple[str, list[dict[str, Any]] | ObjectResult]] = []
+        for kind in self._calls:
+            try:
+                listings.append((kind, self.workloads(kind, namespace)))
+            except ApiException as error:
+                # the round goes on with the other kinds and namespaces
+                failed = ObjectResult(
+                    namespace, kind, "*", Result.FAILED, API_ERROR, warnings=[f"list refused: {error.status}"]
+                )
+                listings.append((kind, failed))
+        return listings
+
     def run(self, namespaces: list[str], dry_run: bool) -> Iterator[ObjectResult]:
         for namespace in namespaces:
-            for kind in self._calls:
-                try:
-                    listing = self.workloads(kind, namespace)
-                except ApiException as error:
-                    # the round goes on with the other kinds and namespaces
-                    failed = ObjectResult(
-                        namespace,
-                        kind,
-                        "*",
-                        Result.FAILED,
-                        API_ERROR,
-                        warnings=[f"list refused: {error.status}"],
-                    )
-                    log.warning("reconcile", extra={"fields": _fields(failed)})
-                    yield failed
+            listings = self._listings(namespace)
+            # the namespace's workloads are its releases (as far as reconcile sees: it lists no Jobs)
+            release = release_of(
+                live for _, listing in listings if isinstance(listing, list) for live in listing
+            )
+            for _, listing in listings:
+                if isinstance(listing, ObjectResult):
+                    log.warning("reconcile", extra={"fields": _fields(listing)})
+                    yield listing
                     continue
                 for live in listing:
-                    done = self._guarded(live, dry_run)
+                    done = self._guarded(live, dry_run, release)
                     level = logging.WARNING if done.result is Result.FAILED else logging.INFO
                     log.log(level, "reconcile", extra={"fields": _fields(done)})
                     yield done

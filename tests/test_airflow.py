@@ -2,7 +2,9 @@
 
 Init containers that the engine produced run in order as local processes (tests/podrunner.py says what
 that emulates). Airflow 3.0.2, 2.10.5 (>= 2.7: `db migrate`) and 2.6.3 (< 2.7: `db upgrade`) live in
-virtual environments made by scripts/setup-airflow.sh; each image tag maps to the venv of its version.
+virtual environments made by scripts/setup-airflow.sh; each image tag maps to the venv of its version. The
+official chart's scheduler runs on each; the User-Community chart's (its 2.8.4 image) on 2.10.5, which is
+close enough for the commands it runs (see its section below).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.engine import EngineConfig, mutate
+from app.engine import EngineConfig, mutate, release_of
 from app.engine.config import MigrateStepConfig
 from app.engine.versions import airflow_version
 from tests.conftest import explain, schema_version
@@ -224,3 +226,149 @@ def test_plain_flavour_runs_too(venvs: Path, postgres: Postgres, tmp_path: Path)
     assert run.succeeded, explain(run)
     assert [r.name for r in run.runs] == ["airflow-db-migrate", "wait-migrations"]
     assert "migrations applied" in run.of("airflow-db-migrate").output
+
+
+# --- the User-Community chart (airflow-helm/charts 8.9.0) -----------------------------------------------
+# Its render runs `apache/airflow:2.8.4-python3.9`. No Airflow 2.8 is installed here: its pods run on the
+# 2.10.5 install, which is close enough for what runs (the step picks `db migrate` for both, and `db check`,
+# `db check-migrations -t`, `airflow.utils.db.upgradedb()` and `check_migrations()`, which the chart's wait
+# and migration script call, are the same in 2.8 and 2.10).
+
+COMMUNITY_RUNASJOB = CHART_RENDERS / "community-airflow-8.9.0-runasjob.yaml"
+OFFICIAL_IMAGE_ENTRYPOINT = ["/usr/bin/dumb-init", "--", "/entrypoint"]
+# The chart's paths inside the image (logs on an emptyDir, DAGs), which are not this machine's.
+IMAGE_PATHS = (
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    "AIRFLOW__LOGGING__DAG_PROCESSOR_MANAGER_LOG_LOCATION",
+    "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY",
+)
+
+
+def community_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(COMMUNITY_RUNASJOB.read_text()) if d]
+
+
+def as_podrunner_runs(containers: list[dict[str, Any]], scripts: Path) -> list[dict[str, Any]]:
+    """The chart's containers as tests/podrunner.py runs them: the chart names the image's own entrypoint as
+    `command`, which podrunner does not emulate (with CONNECTION_CHECK_MAX_COUNT=0 it only execs its
+    arguments), so only the arguments run; the migration script the chart mounts from a Secret is read from
+    `scripts`, standing in for that volume."""
+    runs = []
+    for container in copy.deepcopy(containers):
+        if container.get("command") == OFFICIAL_IMAGE_ENTRYPOINT:
+            del container["command"]
+        container["args"] = [
+            str(scripts / Path(arg).name) if arg.startswith("/mnt/scripts/") else arg
+            for arg in container["args"]
+        ]
+        runs.append(container)
+    return runs
+
+
+def community_runner(venvs: Path, postgres: Postgres, database: str, scratch: Path) -> tuple[PodRunner, Path]:
+    """The render's Secrets pointed at the test database (the chart builds the URL from DATABASE_* with
+    `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD`), the password Secret the user provides, the script volume."""
+    _, secrets = render_objects(community_docs())
+    secrets["airflow-config-envs"].update(
+        DATABASE_HOST="127.0.0.1",
+        DATABASE_PORT=str(postgres.port),
+        DATABASE_DB=database,
+        DATABASE_USER="postgres",
+    )
+    secrets["airflow-db"] = {"postgresql-password": ""}  # externalDatabase.passwordSecret; trust auth here
+    scripts = scratch / "scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    for key, text in secrets["airflow-db-migrations"].items():
+        (scripts / key).write_text(text)
+
+    def image_bin(image: str) -> Path:
+        assert image == "apache/airflow:2.8.4-python3.9", image
+        return venvs / "af-2.10.5" / "bin"
+
+    home = scratch / "airflow-home"
+    overrides = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    overrides |= {name: str(scratch / "image-paths" / name.lower()) for name in IMAGE_PATHS}
+    return PodRunner(secrets=secrets, config_maps={}, image_bin=image_bin, overrides=overrides), scripts
+
+
+def community_pods() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The runAsJob render's scheduler as the engine changes it (judged in its release, as `mutate` does, and
+    alone, as the webhook does: the same step), and the chart's migration hook Job."""
+    docs = community_docs()
+    scheduler = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"
+    )
+    in_release = mutate(scheduler, "CREATE", QUICK, release_of(docs))
+    alone = mutate(scheduler, "CREATE", QUICK)
+    assert in_release.decision.reason.value == alone.decision.reason.value == "injected"
+    assert in_release.object == alone.object
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert mutate(job, "CREATE", QUICK).decision.reason.value == "hook_job_marked"
+    return in_release.object["spec"]["template"]["spec"], job["spec"]["template"]["spec"]
+
+
+def test_community_chart_step_migrates_then_its_wait_passes_and_its_hook_job_finds_nothing(
+    venvs: Path, postgres: Postgres, tmp_path: Path
+) -> None:
+    """A fresh database: `check-db`, the step and the chart's `wait-for-db-migrations` (`airflow db
+    check-migrations -t 60`) in order; then, as Argo CD's PostSync would, the chart's migration Job (its
+    `db_migrations.py`, `upgradedb()` when `check_migrations` times out), which finds nothing to do."""
+    postgres.create_database("community")
+    scheduler, job = community_pods()
+    runner, scripts = community_runner(venvs, postgres, "community", tmp_path)
+    pod = {"initContainers": as_podrunner_runs(scheduler["initContainers"], scripts)}
+    assert [c["name"] for c in pod["initContainers"]] == [
+        "check-db",
+        "airflow-db-migrate",
+        "wait-for-db-migrations",
+    ]
+    run = runner.run(pod, tmp_path / "scheduler")
+    assert run.succeeded, explain(run)
+    step = run.of("airflow-db-migrate").output
+    assert "airflow-db-migrate: migrating with airflow db migrate" in step
+    assert "airflow-db-migrate: migrations applied" in step
+    migrated = schema_version(postgres, "community")
+    assert len(migrated) == 1
+    # the hook Job, later: its init container and its one container, each run to its end
+    hook = runner.run(
+        {"initContainers": as_podrunner_runs(job["initContainers"] + job["containers"], scripts)},
+        tmp_path / "job",
+    )
+    assert hook.succeeded, explain(hook)
+    assert "there are no unapplied db migrations" in hook.of("db-migrations").output
+    assert schema_version(postgres, "community") == migrated
+
+
+def test_community_chart_own_migrator_and_a_step_racing_both_end_well(
+    venvs: Path, postgres: Postgres, tmp_path: Path
+) -> None:
+    """What the webhook does at admission to a release at the chart's defaults (it cannot see that the
+    release migrates in its own Deployment): the step races the chart's migrator on a fresh database. The
+    migrator's first pass is the same script as the hook Job's (`sync_forever=False` instead of a loop).
+    The pod ends well; Airflow's migration lock waits only briefly on PostgreSQL, so the chart's migrator
+    may lose once with a lock timeout, and its restart (`restartPolicy: Always`) finds nothing to do."""
+    postgres.create_database("raced")
+    scheduler, job = community_pods()
+    runner, scripts = community_runner(venvs, postgres, "raced", tmp_path)
+    runs: dict[str, PodRun] = {}
+    pods = {
+        "scheduler": {"initContainers": as_podrunner_runs(scheduler["initContainers"], scripts)},
+        "migrator": {"initContainers": as_podrunner_runs(job["containers"], scripts)},
+    }
+
+    def start(name: str) -> None:
+        runs[name] = runner.run(pods[name], tmp_path / name)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in pods]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    assert runs["scheduler"].succeeded, explain(runs["scheduler"])
+    if not runs["migrator"].succeeded:
+        assert "lock" in runs["migrator"].runs[-1].output.lower(), explain(runs["migrator"])
+        again = runner.run(pods["migrator"], tmp_path / "migrator-restart")
+        assert again.succeeded, explain(again)
+        assert "there are no unapplied db migrations" in again.of("db-migrations").output
+    assert len(schema_version(postgres, "raced")) == 1

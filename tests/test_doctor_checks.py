@@ -8,14 +8,16 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import yaml
 
 from app.config import NamespaceLabel
-from app.doctor.checks import diagnose, selects
+from app.doctor.checks import check_workloads, diagnose, selects
 from app.doctor.context import Context
-from app.doctor.findings import Code, render_table
+from app.doctor.findings import Code, Severity, render_table
 from app.doctor.gather import ServedCertificate, Snapshot
-from app.engine import EngineConfig
+from app.engine import EngineConfig, Reason
 from app.engine.names import STEP_CONTAINER_NAME, WEBHOOK_NAME
+from tests.support import CHART_RENDERS
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
 SELECTOR = {
@@ -817,3 +819,32 @@ def test_why_the_api_server_cannot_be_reached_in_plain_words() -> None:
         assert str(unreachable("https://api.example:6443", wrapped(cause))) == (
             f"cannot reach the API server at https://api.example:6443: {said}"
         )
+
+
+@pytest.mark.parametrize(
+    ("render", "expected"),
+    [
+        ("community-airflow-8.9.0-defaults", Reason.RELEASE_MIGRATES_WITHOUT_HOOK),
+        ("community-airflow-8.9.0-runasjob", Reason.INJECTED),
+    ],
+)
+def test_workloads_are_judged_with_their_release_as_reconcile_judges_them(
+    render: str, expected: Reason
+) -> None:
+    """The community chart at its defaults migrates in a Deployment of its own, without a hook: its
+    scheduler without the step is as it should be, not a problem; with runAsJob (a hook Job) it is."""
+    text = (CHART_RENDERS / f"{render}.yaml").read_text()
+    objects = [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict) and doc.get("kind")]
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    for obj in objects:
+        obj["metadata"]["namespace"] = "af"
+    snap = Snapshot(
+        server_version=(1, 32),
+        namespaces={"af": {"metadata": {"name": "af", "labels": {"airflow-migration-webhook/inject": "on"}}}},
+        workloads={"af": workloads},
+        jobs={"af": [o for o in objects if o["kind"] == "Job"]},
+    )
+    findings = check_workloads(snap, "af", Context(EngineConfig(), NamespaceLabel(), NOW))
+    [scheduler] = [f for f in findings if f.subject.endswith("/airflow-scheduler")]
+    assert scheduler.code == expected.value, scheduler
+    assert (scheduler.severity == Severity.PROBLEM) == (expected == Reason.INJECTED), scheduler

@@ -291,21 +291,28 @@ def comparable_spec(obj: dict[str, Any]) -> dict[str, Any]:
 RENDERS = sorted(path.stem for path in CHART_RENDERS.glob("*.yaml"))
 
 
+def alone(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The offline `mutate` of one object by itself, as the webhook judges it: the object and the report."""
+    code, text, report = cli_mutate(dump_yaml(doc))
+    assert code == 0, report
+    return yaml.safe_load(text), report
+
+
 @pytest.mark.parametrize("render", RENDERS)
 def test_stored_objects_carry_exactly_what_mutate_predicts(
     cluster: Cluster, webhook: tuple[WebhookProcess, str], render: str
 ) -> None:
     """The same stream into a labelled and an unlabelled namespace: the labelled one stores the unlabelled
-    one's objects plus exactly what the offline `mutate` predicts, in the same place."""
+    one's objects plus exactly what the offline `mutate` predicts for each object alone, in the same place
+    (the webhook sees one object at a time: `mutate` over the whole stream also knows whether the release
+    migrates without a hook)."""
     docs = render_docs(cluster, CHART_RENDERS / f"{render}.yaml")
     opted_in, untouched = render.replace(".", "-")[:50], render.replace(".", "-")[:44] + "-plain"
     labelled_namespace(cluster, opted_in, WEBHOOK_LABEL)
     labelled_namespace(cluster, untouched, None)
     apply_render(cluster, opted_in, docs)
     apply_render(cluster, untouched, docs)
-    code, predicted_text, _ = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
-    assert code == 0
-    predicted = [d for d in yaml.safe_load_all(predicted_text) if d]
+    predicted = [alone(doc)[0] for doc in docs]
     changed = 0
     for original, expected in zip(docs, predicted, strict=True):
         if original["kind"] not in ("Deployment", "StatefulSet", "Job"):
@@ -457,7 +464,7 @@ def test_match_conditions_keep_non_airflow_objects_away_and_let_every_airflow_on
     namespace = "cel-" + render.replace(".", "-")[:40]
     labelled_namespace(cluster, namespace, WEBHOOK_LABEL)
     apply_render(cluster, namespace, docs)
-    _, _, report = cli_mutate("".join("---\n" + dump_yaml(d) for d in docs))
+    report = "".join(alone(doc)[1] for doc in docs)  # the webhook sees one object at a time
     line = re.compile(r"^(?:Deployment|StatefulSet|Job)/(?:[^/\s]+/)?([^/\s]+): \w+ (\w+)", re.M)
     decisions = {found.group(1): found.group(2) for found in line.finditer(report)}
     sent = {line["name"] for line in reviews(handle, namespace)}
@@ -966,3 +973,43 @@ def test_a_refused_object_never_drops_the_rest_of_the_round(
         assert result.returncode == 1, "a failed object makes the command's exit non-zero"
     finally:
         cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", "e2e-frozen")
+
+
+def test_reconcile_leaves_a_release_that_migrates_without_a_hook(
+    cluster: Cluster, reconciler_kubeconfig: Path
+) -> None:
+    """The User-Community chart stored without the webhook, at its defaults (its migrator a Deployment: no
+    deadlock) and with `runAsJob=true` (a hook Job: the deadlock): reconcile, which sees the namespace,
+    patches only the second; the first's scheduler and web are skipped, naming the migrator."""
+    stores = {"hookless": "community-airflow-8.9.0-defaults", "hooked": "community-airflow-8.9.0-runasjob"}
+    for namespace, render in stores.items():
+        labelled_namespace(cluster, namespace, RECONCILE_LABEL)
+        apply_render(cluster, namespace, render_docs(cluster, CHART_RENDERS / f"{render}.yaml"))
+    try:
+        before = versions(cluster, "hookless")
+        result = reconcile(reconciler_kubeconfig, "--namespace", "hookless", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        outcomes = {o["name"]: o for o in json.loads(result.stdout)}
+        for name in ("airflow-scheduler", "airflow-web"):
+            assert (outcomes[name]["result"], outcomes[name]["reason"]) == (
+                "skipped",
+                "release_migrates_without_hook",
+            ), outcomes[name]
+            assert outcomes[name]["detail"].startswith(
+                "Deployment airflow-db-migrations is the chart's migrator"
+            )
+        assert outcomes["airflow-db-migrations"]["reason"] == "self_migrating"
+        assert versions(cluster, "hookless") == before, "nothing of a hookless release is patched"
+        table = reconcile(reconciler_kubeconfig, "--namespace", "hookless")
+        assert re.search(
+            r"Deployment\s+airflow-scheduler\s+skipped\s+release_migrates_without_hook", table.stdout
+        )
+
+        hooked = reconcile(reconciler_kubeconfig, "--namespace", "hooked", "-o", "json")
+        assert hooked.returncode == 0, hooked.stderr
+        patched = {o["name"] for o in json.loads(hooked.stdout) if o["result"] == "patched"}
+        assert patched == {"airflow-scheduler", "airflow-web"}
+        assert injected(stored(cluster, "hooked", "Deployment", "airflow-scheduler"))
+    finally:  # out of the other reconcile tests' --all-opted-in rounds
+        for namespace in stores:
+            cluster.kubectl("label", "namespace", namespace, f"{RECONCILE_LABEL}-")

@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine import EngineConfig, Outcome, Reason, mutate
-from app.engine.names import ARGOCD_SYNC_OPTIONS, STATUS, STEP_CONTAINER_NAME
+from app.engine import EngineConfig, Outcome, Reason, Release, mutate, release_of
+from app.engine.names import ARGOCD_SYNC_OPTIONS, MIGRATE, STATUS, STEP_CONTAINER_NAME
 from app.engine.versions import airflow_version, migrate_subcommand
 from tests.support import CHART_RENDERS, golden_inputs, operation_of
 
@@ -22,11 +22,21 @@ CONFIG = EngineConfig()
 
 
 @functools.cache
+def _renders() -> dict[str, tuple[dict[str, Any], ...]]:
+    """Each chart render's documents, by file stem (parsed once per session; never change them)."""
+    return {
+        path.stem: tuple(doc for doc in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader) if doc)
+        for path in sorted(CHART_RENDERS.glob("*.yaml"))
+    }
+
+
 def _chart_objects() -> tuple[dict[str, Any], ...]:
-    docs: list[dict[str, Any]] = []
-    for path in sorted(CHART_RENDERS.glob("*.yaml")):
-        docs += [doc for doc in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader) if doc]
-    return tuple(docs)
+    return tuple(doc for docs in _renders().values() for doc in docs)
+
+
+def render(stem: str) -> list[dict[str, Any]]:
+    """Fresh copies of one chart render's documents."""
+    return copy.deepcopy(list(_renders()[stem]))
 
 
 def workloads() -> list[dict[str, Any]]:
@@ -75,6 +85,8 @@ def test_chart_renders_inject_where_expected() -> None:
     assert decisions[("web", "Deployment")] == {Reason.INJECTED, Reason.SELF_MIGRATING}
     assert decisions[("worker", "StatefulSet")] == {Reason.COMPONENT_NOT_MIGRATING}
     assert decisions[("setup-db", "Job")] == {Reason.HOOK_JOB_MARKED}
+    assert decisions[("db-migrations", "Job")] == {Reason.HOOK_JOB_MARKED}  # the community chart's
+    assert decisions[("db-migrations", "Deployment")] == {Reason.SELF_MIGRATING}
 
 
 @pytest.mark.parametrize("doc", workloads(), ids=lambda d: f"{d['kind']}-{d['metadata']['name']}")
@@ -151,6 +163,194 @@ def test_jobs_are_never_changed_on_update() -> None:
 def test_other_operations_are_skipped(operation: str) -> None:
     doc = workloads()[0]
     assert mutate(doc, operation, CONFIG).decision.reason is Reason.UNSUPPORTED_OPERATION
+
+
+# --- the community chart, and releases that already migrate without a hook --------------------------
+
+COMMUNITY_DEFAULTS = "community-airflow-8.9.0-defaults"  # its migrator: a Deployment, no hook
+COMMUNITY_RUNASJOB = "community-airflow-8.9.0-runasjob"  # its migrator: a post-install,post-upgrade hook Job
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_community_chart_is_recognised_by_its_labels_not_its_names_or_images() -> None:
+    """Its workloads run `apache/airflow` images, which alone say `official`: its labels decide."""
+    docs = render(COMMUNITY_RUNASJOB)
+    for doc in docs:
+        doc["metadata"]["name"] = "renamed-" + doc["metadata"]["name"]
+    verdicts = {
+        (d["kind"], d["metadata"]["labels"]["component"]): mutate(d, "CREATE", CONFIG).decision
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job")
+    }
+    assert {decision.profile for decision in verdicts.values()} == {"community"}
+    assert verdicts[("Deployment", "scheduler")].reason is Reason.INJECTED
+    assert verdicts[("Deployment", "web")].reason is Reason.INJECTED
+    assert (
+        verdicts[("Job", "db-migrations")].reason is Reason.HOOK_JOB_MARKED
+    )  # a Python script's upgradedb()
+    assert verdicts[("Deployment", "pgbouncer")].reason is Reason.NO_AIRFLOW_CONTAINER
+    assert verdicts[("StatefulSet", "worker")].reason is Reason.COMPONENT_NOT_MIGRATING
+
+
+def test_community_step_sits_between_check_db_and_the_chart_wait() -> None:
+    scheduler = named(render(COMMUNITY_RUNASJOB), "Deployment", "airflow-scheduler")
+    result = mutate(scheduler, "CREATE", CONFIG)
+    inits = result.object["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["check-db", STEP_CONTAINER_NAME, "wait-for-db-migrations"]
+    step = inits[1]
+    assert "command" not in step and step["args"][:2] == [
+        "bash",
+        "-c",
+    ]  # the image's entrypoint, as the chart
+    assert "airflow db migrate" in step["args"][2]  # 2.8.4
+    assert step["envFrom"] == inits[2]["envFrom"]
+
+
+def test_community_migration_deployment_is_the_charts_own_migrator() -> None:
+    migrator = named(render(COMMUNITY_DEFAULTS), "Deployment", "airflow-db-migrations")
+    for config in (CONFIG, EngineConfig(migrating_components="all")):
+        result = mutate(migrator, "CREATE", config)
+        assert result.decision.reason is Reason.SELF_MIGRATING and result.object is migrator
+
+
+@pytest.mark.parametrize(
+    ("stem", "migrator"),
+    [
+        (COMMUNITY_DEFAULTS, "Deployment airflow-db-migrations is the chart's migrator"),
+        (
+            "apache-airflow-1.18.0-argocd",
+            "Job airflow-run-airflow-migrations is a migration Job without a hook",
+        ),
+        (
+            "bitnami-airflow-24.1.0-setupdbjob-disabled",
+            "Deployment airflow-web migrates in its main container",
+        ),
+    ],
+)
+def test_a_release_that_migrates_without_a_hook_gets_no_step_and_says_why(stem: str, migrator: str) -> None:
+    docs = render(stem)
+    release = release_of(docs)
+    scheduler = named(docs, "Deployment", "airflow-scheduler")
+    result = mutate(scheduler, "CREATE", CONFIG, release)
+    assert result.decision.reason is Reason.RELEASE_MIGRATES_WITHOUT_HOOK
+    assert result.object is scheduler
+    assert result.decision.detail is not None and result.decision.detail.startswith(migrator)
+    # the webhook, seeing the scheduler alone, cannot know: it injects
+    alone = mutate(scheduler, "CREATE", CONFIG)
+    assert alone.decision.reason is Reason.INJECTED
+    cannot_tell = [w for w in alone.decision.warnings if "cannot tell" in w]
+    # ... and says so where the chart's default is hookless (the community chart), not where hooks are
+    assert bool(cannot_tell) == (stem == COMMUNITY_DEFAULTS)
+    # asking for the step explicitly still gets it
+    scheduler["metadata"]["annotations"] = {MIGRATE: "true"}
+    assert mutate(scheduler, "CREATE", CONFIG, release).decision.reason is Reason.INJECTED
+
+
+@pytest.mark.parametrize(
+    ("hooked", "hookless"),
+    [
+        (COMMUNITY_RUNASJOB, COMMUNITY_DEFAULTS),
+        ("apache-airflow-1.18.0-defaults", "apache-airflow-1.18.0-argocd"),
+        ("bitnami-airflow-24.1.0-defaults", "bitnami-airflow-24.1.0-setupdbjob-disabled"),
+    ],
+)
+def test_the_webhook_cannot_tell_a_hookless_release_from_its_scheduler(hooked: str, hookless: str) -> None:
+    """Why the webhook injects anyway: one object is all it sees, and the scheduler is the same in both."""
+    assert named(render(hooked), "Deployment", "airflow-scheduler") == named(
+        render(hookless), "Deployment", "airflow-scheduler"
+    )
+    assert not release_of(render(hooked)).migrators and release_of(render(hookless)).migrators
+
+
+def test_a_release_with_a_hook_job_still_gets_its_step() -> None:
+    for stem in (COMMUNITY_RUNASJOB, "apache-airflow-1.18.0-defaults", "bitnami-airflow-24.1.0-defaults"):
+        docs = render(stem)
+        assert release_of(docs).migrators == {}, stem
+        scheduler = named(docs, "Deployment", "airflow-scheduler")
+        result = mutate(scheduler, "CREATE", CONFIG, release_of(docs))
+        assert result.decision.reason is Reason.INJECTED
+        assert not [w for w in result.decision.warnings if "cannot tell" in w]
+
+
+def test_another_release_or_namespace_is_not_judged_by_this_ones_migrator() -> None:
+    docs = render(COMMUNITY_DEFAULTS)
+    release = release_of(docs)
+    scheduler = named(docs, "Deployment", "airflow-scheduler")
+    other_release = copy.deepcopy(scheduler)
+    for labels in (
+        other_release["metadata"]["labels"],
+        other_release["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels["release"] = "other"
+    assert mutate(other_release, "CREATE", CONFIG, release).decision.reason is Reason.INJECTED
+    other_namespace = copy.deepcopy(scheduler)
+    other_namespace["metadata"]["namespace"] = "elsewhere"
+    assert mutate(other_namespace, "CREATE", CONFIG, release).decision.reason is Reason.INJECTED
+    # the official chart's own `release` label names a different flavour's release
+    official = named(render("apache-airflow-1.18.0-defaults"), "Deployment", "airflow-scheduler")
+    assert mutate(official, "CREATE", CONFIG, release).decision.reason is Reason.INJECTED
+
+
+def test_a_step_already_added_stays_when_the_release_turns_out_to_migrate_itself() -> None:
+    """What the webhook added at admission (it could not know) is never removed: reconcile, which sees the
+    namespace, says so and changes nothing."""
+    docs = render(COMMUNITY_DEFAULTS)
+    injected = mutate(named(docs, "Deployment", "airflow-scheduler"), "CREATE", CONFIG).object
+    result = mutate(injected, "UPDATE", CONFIG, release_of([*docs, injected]))
+    assert result.decision.reason is Reason.RELEASE_MIGRATES_WITHOUT_HOOK and result.object is injected
+    assert "step already here stays" in (result.decision.detail or "")
+
+
+def test_only_a_plain_migration_job_counts_as_migrating_without_a_hook() -> None:
+    docs = render("apache-airflow-1.18.0-argocd")
+    job = named(docs, "Job", "airflow-run-airflow-migrations")
+    assert release_of([job]).migrators
+    for hook in ({"helm.sh/hook": "post-install"}, {"argocd.argoproj.io/hook": "PostSync"}):
+        hooked = copy.deepcopy(job)
+        hooked["metadata"].setdefault("annotations", {}).update(hook)
+        assert release_of([hooked]).migrators == {}
+    create_user = named(docs, "Job", "airflow-create-user")  # a plain Job that does not migrate
+    assert release_of([create_user]).migrators == {}
+
+
+def test_malformed_objects_in_a_release_are_ignored() -> None:
+    broken = [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": "oops"}, "text", None]
+    assert release_of([*broken, *render(COMMUNITY_RUNASJOB)]).migrators == {}
+
+
+# The community chart with `airflow.legacyCommands=true` (Airflow 1.10): its `check-db` runs `airflow checkdb`
+# (charts/airflow/templates/_helpers/pods.tpl of airflow-helm/charts, `airflow.init_container.check_db`).
+LEGACY_CHECK_DB = "exec timeout 60s airflow checkdb"
+
+
+@pytest.mark.parametrize(
+    ("tag", "check_db"),
+    [
+        ("1.10.15-python3.8", None),  # the image says Airflow 1
+        ("latest", LEGACY_CHECK_DB),  # the image does not say; an Airflow 1 command does
+        ("1.10.15-python3.8", LEGACY_CHECK_DB),
+    ],
+)
+def test_airflow_1_is_refused_with_a_warning(tag: str, check_db: str | None) -> None:
+    scheduler = named(render(COMMUNITY_RUNASJOB), "Deployment", "airflow-scheduler")
+    pod = scheduler["spec"]["template"]["spec"]
+    for container in pod["initContainers"] + pod["containers"]:
+        container["image"] = f"apache/airflow:{tag}"
+    if check_db is not None:
+        pod["initContainers"][0]["args"][-1] = check_db
+    result = mutate(scheduler, "CREATE", CONFIG)
+    assert result.decision.reason is Reason.AIRFLOW_VERSION_UNSUPPORTED
+    assert result.object is scheduler
+    [warning] = result.decision.warnings
+    said = "runs Airflow 1.10.15" if tag.startswith("1.") else "`airflow checkdb`, an Airflow 1.x command"
+    assert said in warning
+    # not for the version the step serves, nor for `airflow db check` or a migration script's upgradedb()
+    assert mutate(
+        named(render(COMMUNITY_RUNASJOB), "Deployment", "airflow-scheduler"), "CREATE", CONFIG
+    ).changed
 
 
 # --- versions ---------------------------------------------------------------------------------------
@@ -271,19 +471,39 @@ def test_mutated_objects_validate_against_the_kubernetes_schema() -> None:
 
 # --- properties --------------------------------------------------------------------------------------
 
-POD_WORKLOADS = [d for d in workloads() if d["kind"] != "Job"]
+# (render, workload): each workload with the render it belongs to, whose release it may be judged in
+POD_WORKLOADS = [
+    (stem, doc)
+    for stem, docs in _renders().items()
+    for doc in docs
+    if doc["kind"] in ("Deployment", "StatefulSet")
+]
+RELEASES = {stem: release_of(docs) for stem, docs in _renders().items()}
+# the workloads of the renders whose release migrates without a hook (its own migrator is in the render)
+HOOKLESS_WORKLOADS = [(stem, doc) for stem, doc in POD_WORKLOADS if RELEASES[stem].migrators]
 TAGS = st.one_of(
     st.from_regex(r"[23]\.[0-9]{1,2}\.[0-9]{1,2}(-python3\.1[0-2]|-debian-12-r[0-9])?", fullmatch=True),
     st.sampled_from(["latest", "slim-latest", "main"]),
 )
+AIRFLOW_1_TAGS = st.from_regex(r"1\.10\.[0-9]{1,2}(-python3\.[6-8])?", fullmatch=True)
+ANY_TAGS = st.one_of(TAGS, AIRFLOW_1_TAGS)
+Case = tuple[dict[str, Any], str, Release | None]
 
 
 @st.composite
-def airflow_workloads(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
-    """A chart workload with a random image tag, extra init containers, env, annotations and operation."""
-    base = copy.deepcopy(draw(st.sampled_from(POD_WORKLOADS)))
+def airflow_workloads(
+    draw: st.DrawFn,
+    pool: list[tuple[str, dict[str, Any]]] = POD_WORKLOADS,
+    tags: st.SearchStrategy[str] = ANY_TAGS,
+    in_release: bool | None = None,
+) -> Case:
+    """A chart workload with a random image tag, extra init containers, env, annotations and operation,
+    judged alone (as the webhook does) or in the release of its render (as `mutate` and `reconcile` do);
+    `in_release` None: either."""
+    stem, picked = draw(st.sampled_from(pool))
+    base = copy.deepcopy(picked)
     pod = base["spec"]["template"]["spec"]
-    tag = draw(TAGS)
+    tag = draw(tags)
     for container in pod["containers"] + pod.get("initContainers", []):
         if "airflow" in container.get("image", ""):
             container["image"] = container["image"].rsplit(":", 1)[0] + ":" + tag
@@ -299,7 +519,8 @@ def airflow_workloads(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         key = draw(st.sampled_from(["airflow-migration-webhook/migrate", "airflow-migration-webhook/inject"]))
         value = draw(st.sampled_from(["true", "false", "TRUE", "nope"]))
         base["metadata"].setdefault("annotations", {})[key] = value
-    return base, draw(st.sampled_from(["CREATE", "UPDATE"]))
+    choices = [None, RELEASES[stem]] if in_release is None else [RELEASES[stem] if in_release else None]
+    return base, draw(st.sampled_from(["CREATE", "UPDATE"])), draw(st.sampled_from(choices))
 
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -307,45 +528,45 @@ PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_ch
 
 @PROPERTY_SETTINGS
 @given(airflow_workloads())
-def test_idempotent(case: tuple[dict[str, Any], str]) -> None:
-    obj, operation = case
-    once = mutate(obj, operation, CONFIG)
-    twice = mutate(once.object, operation, CONFIG)
+def test_idempotent(case: Case) -> None:
+    obj, operation, release = case
+    once = mutate(obj, operation, CONFIG, release)
+    twice = mutate(once.object, operation, CONFIG, release)
     assert twice.object == once.object
     assert twice.decision.outcome is not Outcome.MUTATED
 
 
 @PROPERTY_SETTINGS
 @given(airflow_workloads())
-def test_additive(case: tuple[dict[str, Any], str]) -> None:
-    obj, operation = case
+def test_additive(case: Case) -> None:
+    obj, operation, release = case
     original = copy.deepcopy(obj)
-    result = mutate(obj, operation, CONFIG)
+    result = mutate(obj, operation, CONFIG, release)
     assert obj == original, "the input must never be modified in place"
     assert without_additions(result.object, original) == original
 
 
 @PROPERTY_SETTINGS
 @given(airflow_workloads())
-def test_deterministic(case: tuple[dict[str, Any], str]) -> None:
-    obj, operation = case
-    first = mutate(copy.deepcopy(obj), operation, CONFIG)
-    second = mutate(copy.deepcopy(obj), operation, CONFIG)
+def test_deterministic(case: Case) -> None:
+    obj, operation, release = case
+    first = mutate(copy.deepcopy(obj), operation, CONFIG, release)
+    second = mutate(copy.deepcopy(obj), operation, CONFIG, release)
     assert json.dumps(first.object, sort_keys=True) == json.dumps(second.object, sort_keys=True)
     assert first.decision == second.decision
 
 
 @PROPERTY_SETTINGS
 @given(airflow_workloads())
-def test_image_change_moves_the_step(case: tuple[dict[str, Any], str]) -> None:
-    obj, _ = case
-    first = mutate(obj, "CREATE", CONFIG)
+def test_image_change_moves_the_step(case: Case) -> None:
+    obj, _, release = case
+    first = mutate(obj, "CREATE", CONFIG, release)
     if first.decision.reason is not Reason.INJECTED:
         return
     bumped = copy.deepcopy(first.object)
     main = bumped["spec"]["template"]["spec"]["containers"][0]
     main["image"] = main["image"].rsplit(":", 1)[0] + ":9.9.9"
-    second = mutate(bumped, "UPDATE", CONFIG)
+    second = mutate(bumped, "UPDATE", CONFIG, release)
     assert second.decision.reason is Reason.REINJECTED
     steps = [
         c
@@ -353,6 +574,34 @@ def test_image_change_moves_the_step(case: tuple[dict[str, Any], str]) -> None:
         if c["name"] == STEP_CONTAINER_NAME
     ]
     assert [s["image"] for s in steps] == [main["image"]]
+
+
+@PROPERTY_SETTINGS
+@given(airflow_workloads(tags=AIRFLOW_1_TAGS))
+def test_airflow_1_is_never_given_a_step(case: Case) -> None:
+    obj, operation, release = case
+    result = mutate(obj, operation, CONFIG, release)
+    assert not result.changed
+    if result.decision.reason is Reason.AIRFLOW_VERSION_UNSUPPORTED:
+        assert any("runs Airflow 1.10." in warning for warning in result.decision.warnings)
+
+
+@PROPERTY_SETTINGS
+@given(airflow_workloads(HOOKLESS_WORKLOADS, tags=TAGS))
+def test_a_release_that_migrates_without_a_hook_gets_a_step_only_where_asked(case: Case) -> None:
+    """Judged in its release, no workload gets a step unless its annotation asks; judged alone (the
+    webhook), the migrating components get one, and on the community chart a warning that it cannot tell."""
+    obj, operation, release = case
+    result = mutate(obj, operation, CONFIG, release)
+    asked = (obj["metadata"].get("annotations") or {}).get(MIGRATE, "").strip().lower() == "true"
+    if release is not None and not asked:
+        assert not result.changed
+    if (
+        release is None
+        and result.decision.reason is Reason.INJECTED
+        and result.decision.profile == "community"
+    ):
+        assert any("cannot tell" in warning for warning in result.decision.warnings)
 
 
 NON_AIRFLOW_IMAGES = st.sampled_from(

@@ -152,6 +152,46 @@ def test_warnings_carry_the_reason_code(webhook: WebhookProcess, client: httpx.C
     assert warnings == ["airflow-migration-webhook: injected: added the airflow-db-migrate init container"]
 
 
+def community_scheduler() -> dict[str, Any]:
+    docs = yaml.safe_load_all((CHART_RENDERS / "community-airflow-8.9.0-defaults.yaml").read_text())
+    return next(
+        d for d in docs if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "airflow-scheduler"
+    )
+
+
+def test_the_webhook_says_when_it_cannot_tell_whether_a_release_migrates_itself(
+    webhook: WebhookProcess, client: httpx.Client
+) -> None:
+    """The community chart's default is a hookless migrator the webhook cannot see from the scheduler: it adds
+    the step and says so; a second pass over its own output says nothing."""
+    scheduler = community_scheduler()
+    answer = answer_of(client, webhook.url, review(scheduler))
+    result, _ = patched(scheduler, answer)
+    [decision, cannot_tell] = answer["response"]["warnings"]
+    assert decision.startswith("airflow-migration-webhook: injected: ")
+    assert cannot_tell.startswith(
+        "airflow-migration-webhook: injected: the webhook sees one object at a time and cannot tell"
+    )
+    again = answer_of(client, webhook.url, review(result, "UPDATE", old=result))
+    assert "patch" not in again["response"] and "warnings" not in again["response"]
+
+
+def test_airflow_1_is_refused_with_a_warning_and_no_patch(
+    webhook: WebhookProcess, client: httpx.Client
+) -> None:
+    scheduler = community_scheduler()
+    pod = scheduler["spec"]["template"]["spec"]
+    for container in pod["initContainers"] + pod["containers"]:
+        container["image"] = "apache/airflow:1.10.15-python3.8"
+    answer = answer_of(client, webhook.url, review(scheduler))
+    assert "patch" not in answer["response"]
+    [warning] = answer["response"]["warnings"]
+    assert warning.startswith(
+        "airflow-migration-webhook: airflow_version_unsupported: image apache/airflow:1.10.15-python3.8 runs "
+        "Airflow 1.10.15"
+    )
+
+
 # --- the chart renders through HTTPS equal the offline CLI ----------------------------------------------
 
 

@@ -13,7 +13,7 @@ from app.doctor.context import Context
 from app.doctor.findings import Code, Finding, Report, Severity, blocking_cause
 from app.doctor.gather import JsonObject, Snapshot
 from app.doctor.webhook import check_webhooks, ours, q, ref
-from app.engine import ENGINE_VERSION, Reason, inspect, mutate
+from app.engine import ENGINE_VERSION, Reason, inspect, mutate, release_of
 from app.engine.names import STEP_CONTAINER_NAME
 
 _MIGRATION_JOB_REASONS = {
@@ -218,9 +218,12 @@ _WORKLOAD_VERDICTS: dict[Reason, tuple[Severity, str, bool]] = {
 
 
 def check_workloads(snap: Snapshot, namespace: str, context: Context) -> list[Finding]:
+    """Each workload judged as `reconcile` judges it: with what the namespace says of its release (a
+    migrator without a hook, such as the community chart's migration Deployment, means no step is due)."""
     findings = []
+    release = release_of([*snap.workloads.get(namespace, []), *snap.jobs.get(namespace, [])])
     for workload in _airflow(snap.workloads.get(namespace, []), context.release):
-        decision = mutate(workload, "UPDATE", context.engine).decision
+        decision = mutate(workload, "UPDATE", context.engine, release).decision
         severity, message, reconciles = _WORKLOAD_VERDICTS.get(
             decision.reason, (Severity.OK, decision.message, False)
         )

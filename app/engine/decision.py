@@ -36,6 +36,8 @@ class Reason(StrEnum):
     COMPONENT_NOT_MIGRATING = "component_not_migrating"
     MIGRATE_ANNOTATION_FALSE = "migrate_annotation_false"
     SELF_MIGRATING = "self_migrating"
+    RELEASE_MIGRATES_WITHOUT_HOOK = "release_migrates_without_hook"
+    AIRFLOW_VERSION_UNSUPPORTED = "airflow_version_unsupported"
     JOB_UPDATE_NEVER_PATCHED = "job_update_never_patched"
     POD_UPDATE_NEVER_PATCHED = "pod_update_never_patched"
     JOB_NOT_MIGRATION = "job_not_migration"
@@ -84,6 +86,15 @@ _TABLE: dict[Reason, tuple[Outcome, str]] = {
         "migration disabled by the annotation airflow-migration-webhook/migrate",
     ),
     Reason.SELF_MIGRATING: (_SKIPPED, "the chart already migrates in this workload's main container"),
+    Reason.RELEASE_MIGRATES_WITHOUT_HOOK: (
+        _SKIPPED,
+        "this release already migrates without a hook (nothing deadlocks; a migrate step would only race "
+        "the chart's own migrator)",
+    ),
+    Reason.AIRFLOW_VERSION_UNSUPPORTED: (
+        _SKIPPED,
+        "Airflow 1.x: the migrate step needs the `airflow db` commands of Airflow 2 or later; nothing added",
+    ),
     Reason.JOB_UPDATE_NEVER_PATCHED: (
         _SKIPPED,
         "Jobs are changed on CREATE only (their pod template is immutable)",

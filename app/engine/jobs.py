@@ -16,9 +16,14 @@ FORCE_OPTION = "Force=true"
 
 
 def is_migration_job(view: PodView, recognition: Recognition) -> bool:
-    if recognition.component in recognition.profile.migration_job_components:
+    if recognition.component in recognition.profile.migration_components:
         return True
     return any(matches(MIGRATE_COMMAND, command_line(c)) for c in view.containers)
+
+
+def is_hook(annotations: dict[str, str]) -> bool:
+    """A Helm or Argo CD hook (the Job's own annotations): Argo CD runs it in a phase of its own."""
+    return keys.HELM_HOOK in annotations or keys.ARGOCD_HOOK in annotations
 
 
 def apply_job_rules(job: JsonObject, view: PodView, recognition: Recognition) -> tuple[Reason, list[str]]:
@@ -27,7 +32,7 @@ def apply_job_rules(job: JsonObject, view: PodView, recognition: Recognition) ->
         return Reason.JOB_NOT_MIGRATION, []
     annotations = mapping_at(job, ("metadata", "annotations"))
     labels = mapping_at(job, ("metadata", "labels"))
-    if keys.HELM_HOOK in annotations or keys.ARGOCD_HOOK in annotations:
+    if is_hook(annotations):
         return Reason.HOOK_JOB_MARKED, []
     if keys.ARGOCD_TRACKING_ID not in annotations and keys.INSTANCE_LABEL not in labels:
         return Reason.JOB_NOT_ARGOCD_MANAGED, []

@@ -1,8 +1,8 @@
 """Chart knowledge as data: one declarative profile per Airflow flavour.
 
-A profile says how to recognise the flavour, which label names the component, what the chart's
-wait-for-migrations init container looks like, how the migrate step is invoked and which Jobs are the
-chart's migration Jobs. Adding a flavour means adding a profile here, not `if`s elsewhere.
+A profile says how to recognise the flavour, which label names the component and which the release, what
+the chart's wait-for-migrations init container looks like, how the migrate step is invoked and which
+components are the chart's own migrators. Adding a flavour means adding a profile here, not `if`s elsewhere.
 """
 
 from __future__ import annotations
@@ -67,7 +67,10 @@ class Profile:
     # `{component}` is replaced. Only for flavours whose naming is specific enough to trust.
     main_container_name: str | None = None
     wait_container_names: tuple[str, ...] = ()
-    migration_job_components: frozenset[str] = frozenset()
+    # the chart's own migrators: a migration Job, or a workload whose main container migrates (a loop)
+    migration_components: frozenset[str] = frozenset()
+    # the label naming the Helm release: objects of one release share its value (with their namespace)
+    release_label: str | None = None
     step: StepRecipe = StepRecipe(StepStyle.COMMAND, ("/bin/sh", "-c"))
     # env that tells the main container to migrate itself (the chart's own workaround is active)
     self_migrating_env: tuple[tuple[str, str], ...] = ()
@@ -78,6 +81,9 @@ class Profile:
     component_env: str | None = None  # env var naming the component when labels do not
     # the component names this flavour's charts use (what `migrating_components` may name)
     components: frozenset[str] = frozenset()
+    # When the chart's default values migrate without a hook (no deadlock), how: the webhook, which sees one
+    # object at a time, cannot tell whether a release kept that default, and says so when it injects.
+    hookless_by_default: str | None = None
 
     def matches_labels(self, labels: dict[str, str]) -> bool:
         return bool(self.labels) and all(labels.get(key) == value for key, value in self.labels)
@@ -95,7 +101,8 @@ OFFICIAL = Profile(
         {"scheduler", "api-server", "webserver", "triggerer", "dag-processor", "worker", "flower", "statsd"}
     ),
     wait_container_names=("wait-for-airflow-migrations",),
-    migration_job_components=frozenset({"run-airflow-migrations"}),
+    migration_components=frozenset({"run-airflow-migrations"}),
+    release_label="release",
     step=StepRecipe(StepStyle.ENTRYPOINT_ARGS, ("bash", "-c")),
     # the image entrypoint would wait for the DB on its own; the step's bounded loop replaces that
     extra_env=(("CONNECTION_CHECK_MAX_COUNT", "0"),),
@@ -109,7 +116,8 @@ BITNAMI = Profile(
     components=frozenset({"scheduler", "web", "worker", "triggerer", "dag-processor"}),
     main_container_name="airflow-{component}",
     wait_container_names=("wait-for-db-migrations",),
-    migration_job_components=frozenset({"setup-db"}),
+    migration_components=frozenset({"setup-db"}),
+    release_label="app.kubernetes.io/instance",
     step=StepRecipe(
         StepStyle.COMMAND,
         ("/bin/bash", "-ec"),
@@ -134,6 +142,27 @@ BITNAMI = Profile(
     component_env="AIRFLOW_COMPONENT_TYPE",
 )
 
+# The User-Community chart (airflow-helm/charts `airflow` 8.x) runs the official `apache/airflow` images, so
+# only its labels tell it apart. Its init containers `check-db` and `wait-for-db-migrations` (`airflow db
+# check-migrations -t 60`) and its migrator, component `db-migrations`: a Deployment looping over
+# `airflow.utils.db.upgradedb()` by default, a `post-install,post-upgrade` hook Job with
+# `airflow.dbMigrations.runAsJob=true`. The step runs as the official image's (its entrypoint, `bash -c`).
+COMMUNITY = Profile(
+    name="community",
+    labels=(("app", "airflow"),),
+    component_label="component",
+    release_label="release",
+    components=frozenset({"scheduler", "web", "worker", "triggerer", "flower", "dag-processor"}),
+    wait_container_names=("wait-for-db-migrations",),
+    migration_components=frozenset({"db-migrations"}),
+    step=StepRecipe(StepStyle.ENTRYPOINT_ARGS, ("bash", "-c")),
+    extra_env=(("CONNECTION_CHECK_MAX_COUNT", "0"),),
+    hookless_by_default=(
+        "the User-Community chart migrates in its own db-migrations Deployment by default "
+        "(airflow.dbMigrations.runAsJob=false)"
+    ),
+)
+
 PLAIN = Profile(
     name="plain",
     wait_container_names=("wait-for-airflow-migrations", "wait-for-db-migrations"),
@@ -144,8 +173,9 @@ PLAIN = Profile(
     ),
 )
 
-# Checked in order: a labelled chart wins over a bare image match; `plain` is the fallback.
-PROFILES: tuple[Profile, ...] = (OFFICIAL, BITNAMI)
+# Labels are checked first, in this order, then images: a labelled chart wins over a bare image match (the
+# community chart runs `apache/airflow` images); `plain` is the fallback.
+PROFILES: tuple[Profile, ...] = (OFFICIAL, BITNAMI, COMMUNITY)
 FALLBACK = PLAIN
 KNOWN_COMPONENTS = frozenset().union(*(profile.components for profile in (*PROFILES, FALLBACK)))
 
@@ -163,6 +193,10 @@ def matches(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     """`pattern.search(text)`, remembered: the same chart scripts (kilobytes of shell) reach every review."""
     return pattern.search(text)
 
+
+# Commands only Airflow 1.x has (Airflow 2 moved them under `airflow db`): a pod running one runs Airflow 1,
+# whatever its image tag says (the community chart's `airflow.legacyCommands=true` renders `airflow checkdb`).
+AIRFLOW_1_COMMAND = re.compile(r"(?:^|[\s;&|'\"/])airflow\s+(checkdb|initdb|upgradedb|resetdb)\b")
 
 # A container (or script) that migrates the database.
 MIGRATE_COMMAND = re.compile(r"(?:^|[\s;&|'\"/])(?:airflow|airflow_execute)\s+db\s+(migrate|upgrade|init)\b")

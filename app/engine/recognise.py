@@ -42,9 +42,12 @@ def _env_value(container: JsonObject, name: str) -> str | None:
 
 
 def _profile_for(view: PodView) -> Profile | None:
+    for profile in PROFILES:
+        if profile.matches_labels(view.labels):
+            return profile
     images = [str(c.get("image") or "") for c in view.containers]
     for profile in PROFILES:
-        if profile.matches_labels(view.labels) or any(profile.matches_image(image) for image in images):
+        if any(profile.matches_image(image) for image in images):
             return profile
     if any(is_airflow_container(c) for c in view.containers):
         return FALLBACK
@@ -75,6 +78,20 @@ def recognise(view: PodView) -> Recognition | None:
             component = _env_value(main, profile.component_env)
         component = component or running_component(main)
     return Recognition(profile=profile, component=component, main_container=main)
+
+
+def own_migrator(recognition: Recognition) -> str | None:
+    """How this workload is the chart's own migrator (its main container migrates the database), None when
+    it is not: a migration component (the community chart's `db-migrations` Deployment), or the env that
+    tells the image to migrate at start (Bitnami's web with `setupDBJob.enabled=false`)."""
+    profile = recognition.profile
+    if recognition.component in profile.migration_components:
+        return f"is the chart's migrator (component {recognition.component})"
+    main = recognition.main_container
+    wanted = profile.self_migrating_env
+    if main is not None and wanted and all(_env_value(main, name) == value for name, value in wanted):
+        return f"migrates in its main container ({' '.join(f'{name}={value}' for name, value in wanted)})"
+    return None
 
 
 def wait_container_index(init_containers: list[JsonObject], profile: Profile) -> int | None:
