@@ -4,7 +4,7 @@ The official chart 1.18.0 (Airflow 3.0.2 stand-in image, LocalExecutor, an exter
 the way Argo CD syncs it (tests/argocd.py: PreSync, Sync, PostSync; a phase starts only once the previous
 one is Healthy; server-side apply as `argocd-controller`), by a real kubelet, controllers and scheduler,
 with the webhook installed by its own chart and image. Each scenario records its timeline, printed in the
-test session's summary (tests/conftest.py) and quoted in the README's "On a running cluster".
+test session's summary (tests/conftest.py) and quoted in docs/argocd.md, "On a running cluster".
 """
 
 from __future__ import annotations

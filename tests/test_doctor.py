@@ -7,7 +7,7 @@ unavailable" and carry on. Argo CD cannot run here: its Application is written a
 operation's phase and message, the resources' health). Everything else is real, and the fixes doctor prints
 are run as printed (bash, with kubectl, helm and the project's command on PATH).
 
-AMW_DOCTOR_TRANSCRIPTS=DIR writes every table doctor printed to DIR (the README quotes them).
+AMW_DOCTOR_TRANSCRIPTS=DIR writes every table doctor printed to DIR (docs/troubleshooting.md quotes them).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Findings: one code per finding (like the engine's reason codes), a severity, the evidence, one fix (a
 command that changes the situation) and one command to look at (a diagnostic that changes nothing).
 
-The JSON form is stable (documented in the README): add keys, never rename or remove them.
+The JSON form is stable (documented in docs/troubleshooting.md): add keys, never rename or remove them.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class Read:
         return f"- {{apiGroups: [{group}], resources: [{self.resource}], verbs: [{', '.join(self.verbs)}]}}"
 
 
-# What doctor reads (the README's "doctor needs" list is this table).
+# What doctor reads (docs/troubleshooting.md lists it).
 READS: tuple[Read, ...] = (
     Read("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ("list",)),
     Read("", "namespaces", ("get", "list")),
