@@ -149,6 +149,27 @@ def test_two_pods_at_once_both_succeed_and_migrate_once(
     assert tables == 1
 
 
+def first_database_check_over(url: str, timeout: float) -> bool:
+    """True once the step's `airflow db check` (a process running `... db check` whose environment holds
+    `url`) has run and ended."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = set()
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                command = (proc / "cmdline").read_bytes()
+                if command.endswith(b"\0db\0check\0") and url.encode() in (proc / "environ").read_bytes():
+                    running.add(int(proc.name))
+            except OSError:  # gone, or not ours to read
+                continue
+        if seen - running:
+            return True
+        seen |= running
+        time.sleep(0.2)
+    return False
+
+
 def test_database_started_late_is_waited_for(venvs: Path, tmp_path: Path) -> None:
     late = Postgres()
     result: dict[str, PodRun] = {}
@@ -160,8 +181,11 @@ def test_database_started_late_is_waited_for(venvs: Path, tmp_path: Path) -> Non
         )
     )
     worker.start()
-    time.sleep(8)
+    # the database comes up only once the step has tried it and found it down (on a busy machine the
+    # step's first check can start later than any fixed delay)
+    checked = first_database_check_over(late.url("postgres"), timeout=600)
     late.start()
+    assert checked, "the step never checked the database"
     try:
         worker.join(900)
     finally:
