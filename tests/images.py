@@ -557,21 +557,23 @@ def _read_member(tarball: Path, name: str) -> bytes:
     raise ImageBuildError(f"{name} missing from {tarball}")
 
 
-def _venv_members(venv: Path, stamp: Path) -> Iterator[Member]:
-    """The venv as setup-airflow.sh left it (at `stamp`), under VENV: owned by airflow:0, group-writable.
+def _venv_members(
+    venv: Path, stamp: Path, dest: str, uid: int, gid: int, group_writable: bool
+) -> Iterator[Member]:
+    """The venv as setup-airflow.sh left it (at `stamp`), relocated to `dest`, owned by uid:gid.
 
     Relocation: `pyvenv.cfg` names Debian's python, the interpreter links point at /usr/bin, and every
-    script in bin/ that names the venv's old path (shebangs, activate scripts) names VENV instead.
+    script in bin/ that names the venv's old path (shebangs, activate scripts) names `dest` instead.
     """
     config = dict(
         line.split(" = ", 1) for line in (venv / "pyvenv.cfg").read_text().splitlines() if " = " in line
     )
     old_home = config["home"].rstrip("/") + "/"
     old_path = str(venv.resolve()).encode()
-    yield directory(AIRFLOW_USER_HOME_DIR.lstrip("/"), 0o775, uid=AIRFLOW_UID, gid=0)
     installed = stamp.stat().st_mtime_ns  # setup-airflow.sh touches the stamp after pip is done
-    for member in tree(venv, VENV.lstrip("/"), AIRFLOW_UID, 0, group_writable=True, as_of=installed):
-        info, relative = member.info, member.info.name.removeprefix(VENV.lstrip("/") + "/")
+    name = dest.lstrip("/")
+    for member in tree(venv, name, uid, gid, group_writable=group_writable, as_of=installed):
+        info, relative = member.info, member.info.name.removeprefix(name + "/")
         if relative.startswith(".pins-"):
             continue
         if relative == "pyvenv.cfg":
@@ -579,14 +581,14 @@ def _venv_members(venv: Path, stamp: Path) -> Iterator[Member]:
                 f"home = /usr/bin\ninclude-system-site-packages = {config['include-system-site-packages']}\n"
             )
             text += f"version = {config['version']}\nexecutable = /usr/bin/python3.11\n"
-            text += f"command = /usr/bin/python3 -m venv {VENV}\n"
+            text += f"command = /usr/bin/python3 -m venv {dest}\n"
             yield Member(info, text.encode())
         elif info.issym() and relative.startswith("bin/") and info.linkname.startswith(old_home):
             info.linkname = "/usr/bin/" + info.linkname.removeprefix(old_home)
             yield member
         elif info.isreg() and relative.startswith("bin/") and isinstance(member.data, Path):
             content = member.data.read_bytes()
-            yield Member(info, content.replace(old_path, VENV.encode())) if old_path in content else member
+            yield Member(info, content.replace(old_path, dest.encode())) if old_path in content else member
         else:
             yield member
 
@@ -642,6 +644,14 @@ def _airflow_members(base: Path) -> list[Member]:
     return sorted(members, key=lambda member: member.info.name)
 
 
+def _base_layer(base: Path, workdir: Path) -> Blob:
+    """The Debian base as the first layer: the same bytes (and digest) in every image built on it."""
+    everything_but_devices = tarball_members(base, keep=lambda name: not name.startswith("dev/"))
+    return write_layer(
+        everything_but_devices, workdir, compress=True, comment=f"Debian bookworm: {','.join(BASE_PACKAGES)}"
+    )
+
+
 def airflow_image(version: str) -> ImageArchive:
     """`localhost/amw-airflow:<version>`: the official image's contract over the repository's venv."""
     ref = f"{AIRFLOW_REPOSITORY}:{version}"
@@ -655,17 +665,13 @@ def airflow_image(version: str) -> ImageArchive:
     def build(workdir: Path, dest: Path) -> None:
         base = debian_base()
         _log(f"writing {ref} (about 20 s)")
-        everything_but_devices = tarball_members(base, keep=lambda name: not name.startswith("dev/"))
+        venv_layer = [
+            directory(AIRFLOW_USER_HOME_DIR.lstrip("/"), 0o775, uid=AIRFLOW_UID, gid=0),
+            *_venv_members(venv, stamp, VENV, AIRFLOW_UID, 0, group_writable=True),
+        ]
         layers = [
-            write_layer(
-                everything_but_devices, workdir, compress=True, comment=f"Debian bookworm: {include}"
-            ),
-            write_layer(
-                _venv_members(venv, stamp),
-                workdir,
-                compress=True,
-                comment=f"Airflow {version} venv at {VENV}",
-            ),
+            _base_layer(base, workdir),
+            write_layer(venv_layer, workdir, compress=True, comment=f"Airflow {version} venv at {VENV}"),
             write_layer(
                 _airflow_members(base), workdir, compress=False, comment="user, AIRFLOW_HOME, /entrypoint"
             ),
