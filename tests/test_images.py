@@ -12,11 +12,14 @@ a private PostgreSQL on 127.0.0.1. The last test stops containerd and checks tha
 mount or state is left.
 
 Images run as Kubernetes runs them: the process is the image's Entrypoint followed by the container's args.
+The Bitnami stand-in runs the init containers of a real render of Bitnami's chart with the node tier's values
+(`ChartPod`: their exact command, env, volume mounts and read-only root) against a private PostgreSQL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gzip
 import hashlib
@@ -36,10 +39,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+import yaml
 
 from tests import images
+from tests.bitnami_pod import INI_FILE
 from tests.images import ImageArchive
 from tests.postgres import Postgres
+from tests.support import BITNAMI_SCRIPTS, FIXTURES, render_objects
+from tests.test_chart import helm
 
 pytestmark = pytest.mark.image
 CGROUPS = Path("/sys/fs/cgroup")
@@ -146,7 +153,7 @@ AIRFLOW_REFS = [f"{images.AIRFLOW_REPOSITORY}:{version}" for version in images.A
 
 
 def test_archives_are_valid_oci_layouts_named_for_containerd(archives: dict[str, ImageArchive]) -> None:
-    assert set(archives) == {images.PAUSE_REF, images.BUSYBOX_REF, *AIRFLOW_REFS}
+    assert set(archives) == {images.PAUSE_REF, images.BUSYBOX_REF, *AIRFLOW_REFS, images.BITNAMI_REF}
     for ref, archive in archives.items():
         image = read_archive(archive.path)
         assert image.names == sorted(image.names), "archive entries in a fixed order"
@@ -176,6 +183,12 @@ def test_configs_are_as_specified(archives: dict[str, ImageArchive]) -> None:
         assert env["AIRFLOW_USER_HOME_DIR"] == "/home/airflow"
         assert env["AIRFLOW_VERSION"] == version
         assert env["DUMB_INIT_SETSID"] == "1"
+    bitnami = read_archive(archives[images.BITNAMI_REF].path).config["config"]
+    env = dict(item.split("=", 1) for item in bitnami["Env"])
+    assert bitnami["User"] == "1001"
+    assert "Entrypoint" not in bitnami  # Bitnami's entrypoint.sh is not reproduced: Cmd refuses
+    assert env["PATH"].startswith("/opt/bitnami/common/bin:/opt/bitnami/airflow/venv/bin:")
+    assert (env["HOME"], env["AIRFLOW_HOME"]) == ("/", "/opt/bitnami/airflow")
 
 
 @pytest.mark.parametrize("version", images.AIRFLOW_VERSIONS)
@@ -199,23 +212,79 @@ def test_airflow_layers_hold_the_user_home_and_relocated_venv(
     for name in ("opt/airflow", "opt/airflow/dags", "opt/airflow/logs"):
         assert (files[name].uid, files[name].gid, files[name].mode) == (50000, 0, 0o775)
     assert files["entrypoint"].mode == files["clean-logs"].mode == 0o755
-    old_venv = str(images.airflow_venv(version)[0].resolve()).encode()
-    scripts = 0
     with image.layer(1) as venv:
-        for member in venv:
-            assert (member.uid, member.gid) == (50000, 0), member.name
-            if member.name == "home/airflow/.local/pyvenv.cfg":
-                stream = venv.extractfile(member)
-                assert stream is not None and stream.read().startswith(b"home = /usr/bin\n")
-            elif member.name.startswith("home/airflow/.local/bin/") and member.issym():
-                assert not member.linkname.startswith("/") or member.linkname.startswith("/usr/bin/")
-            elif member.name.startswith("home/airflow/.local/bin/") and member.isreg():
-                stream = venv.extractfile(member)
-                assert stream is not None and old_venv not in stream.read(), member.name
-                scripts += 1
-            if member.name == "home/airflow/.local/bin/airflow":
-                assert member.mode & 0o070 == 0o070  # group 0 gets the owner's rights
+        source = images.airflow_venv(version)[0]
+        members = _assert_relocated(venv, source, "home/airflow/.local", (50000, 0), group_writable=True)
+    assert {(member.uid, member.gid) for member in members.values()} == {(50000, 0)}
+
+
+def _assert_relocated(
+    venv: tarfile.TarFile, source: Path, dest: str, owner: tuple[int, int], group_writable: bool
+) -> dict[str, tarfile.TarInfo]:
+    """The venv layer holds `source` at `dest`, owned by `owner`, with no trace of its old path in bin/;
+    returns the layer's entries."""
+    old_venv = str(source.resolve()).encode()
+    scripts = 0
+    members = {}
+    for member in venv:
+        members[member.name] = member
+        if not member.name.startswith(dest + "/"):
+            continue
+        assert (member.uid, member.gid) == owner, member.name
+        if member.name == f"{dest}/pyvenv.cfg":
+            stream = venv.extractfile(member)
+            assert stream is not None and stream.read().startswith(b"home = /usr/bin\n")
+        elif member.name.startswith(f"{dest}/bin/") and member.issym():
+            assert not member.linkname.startswith("/") or member.linkname.startswith("/usr/bin/")
+        elif member.name.startswith(f"{dest}/bin/") and member.isreg():
+            stream = venv.extractfile(member)
+            assert stream is not None and old_venv not in stream.read(), member.name
+            scripts += 1
+        if member.name == f"{dest}/bin/airflow":
+            assert member.mode & 0o070 == (0o070 if group_writable else 0o050)  # as the owner's, or read-only
     assert scripts > 10
+    return members
+
+
+def test_bitnami_layers_hold_the_real_scripts_ini_file_and_relocated_venv(
+    archives: dict[str, ImageArchive],
+) -> None:
+    image = read_archive(archives[images.BITNAMI_REF].path)
+    files: dict[str, tarfile.TarInfo] = {}
+    contents: dict[str, bytes] = {}
+    with image.layer(2) as top:
+        for member in top:
+            files[member.name] = member
+            stream = top.extractfile(member) if member.isreg() else None
+            if stream is not None:
+                contents[member.name] = stream.read()
+    # Bitnami's real libraries as the image lays them out: the common ones, then the Airflow 3 line's
+    line = BITNAMI_SCRIPTS / "airflow3" / "opt" / "bitnami" / "scripts"
+    fixtures = sorted((BITNAMI_SCRIPTS / "common").glob("*.sh")) + sorted(line.glob("*.sh"))
+    scripts = {name: content for name, content in contents.items() if name.startswith("opt/bitnami/scripts/")}
+    assert scripts == {f"opt/bitnami/scripts/{path.name}": path.read_bytes() for path in fixtures}
+    assert {"opt/bitnami/scripts/libairflow.sh", "opt/bitnami/scripts/airflow-env.sh"} <= set(scripts)
+    assert {files[name].mode for name in scripts} == {0o755}
+    # the emulated `ini-file`, the very one the Bitnami pod runner uses
+    assert contents["opt/bitnami/common/bin/ini-file"] == INI_FILE.encode()
+    assert files["opt/bitnami/common/bin/ini-file"].mode == 0o755
+    passwd = contents["etc/passwd"].decode().splitlines()
+    assert [line for line in passwd if line.startswith("airflow:")] == [
+        "airflow:x:1001:1001::/opt/bitnami/airflow:/bin/bash"
+    ]
+    for name in ("opt/bitnami/airflow", "opt/bitnami/airflow/dags"):
+        assert (files[name].uid, files[name].gid, files[name].mode) == (1001, 1001, 0o775)
+    prefix = "opt/bitnami/airflow/venv/tmp/"
+    with image.layer(1) as venv:
+        source = images.airflow_venv(images.BITNAMI_VERSION)[0]
+        members = _assert_relocated(venv, source, "opt/bitnami/airflow/venv", (0, 0), group_writable=False)
+    pycs = {name for name, member in members.items() if member.isreg() and name.endswith(".cpython-311.pyc")}
+    links = {name: member.linkname for name, member in members.items() if member.islnk()}
+    # each compiled module again where PYTHONPYCACHEPREFIX (airflow-env.sh's default) makes Python look
+    assert len(links) > 1000 and set(links.values()) <= pycs
+    for name, target in links.items():
+        folder, _, module = target.rpartition("/__pycache__/")
+        assert name == f"{prefix}{folder}/{module}"
 
 
 def test_the_same_inputs_give_the_same_digests(
@@ -286,6 +355,19 @@ def test_without_cache_or_tools_the_error_says_what_to_run(
 # A private containerd
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host path bound into a container (`ctr run --mount`), as a kubelet binds a volume."""
+
+    source: Path
+    target: str
+    read_only: bool = False
+
+    def flag(self) -> str:
+        mode = "ro" if self.read_only else "rw"
+        return f"--mount=type=bind,src={self.source},dst={self.target},options=rbind:{mode}"
+
+
 @dataclass
 class Containerd:
     folder: Path
@@ -317,18 +399,29 @@ class Containerd:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids)}"
 
-    def run_argv(self, ref: str, args: list[str], env: dict[str, str], net_host: bool, cid: str) -> list[str]:
-        """`ctr run` of `ref` as a kubelet would: the image's Entrypoint, then `args`."""
+    def run_argv(
+        self,
+        ref: str,
+        args: list[str],
+        env: dict[str, str],
+        net_host: bool,
+        cid: str,
+        mounts: list[Mount] | None = None,
+        read_only: bool = False,
+    ) -> list[str]:
+        """`ctr run` of `ref` as a kubelet would: the image's Entrypoint, then `args`; `mounts` bound in,
+        the root file system read-only if asked (`readOnlyRootFilesystem`)."""
         flags = [
             "--rm",
             "--cgroup",
             f"/{self.cgroup_parent}/{cid}",
             *(f"--env={k}={v}" for k, v in env.items()),
+            *(mount.flag() for mount in mounts or []),
+            *(["--read-only"] if read_only else []),
+            *(["--net-host"] if net_host else []),
         ]
         entrypoint = self.configs[ref]["config"].get("Entrypoint") or []
-        return self.ctr_argv(
-            "run", *flags, *(["--net-host"] if net_host else []), ref, cid, *entrypoint, *args
-        )
+        return self.ctr_argv("run", *flags, ref, cid, *entrypoint, *args)
 
     def run(
         self,
@@ -659,6 +752,156 @@ def test_airflow_migrates_a_real_postgres(containerd: Containerd, postgres: Post
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == version, result.stderr[-3000:]
     assert postgres.psql(second, "select count(*) from alembic_version") == "1"
     assert postgres.psql(second, "select username from ab_user") == "admin"
+
+
+def test_bitnami_image_runs_as_1001_with_bitnamis_layout(containerd: Containerd) -> None:
+    script = (
+        "id -u; id -g; id -un; echo $HOME; echo $AIRFLOW_HOME; pwd;"
+        " command -v airflow ini-file pgrep; python -c 'import sys; print(sys.prefix)'"
+    )
+    shell = containerd.run(images.BITNAMI_REF, ["bash", "-c", script])
+    assert shell.returncode == 0, shell
+    assert shell.stdout.splitlines() == [
+        "1001", "1001", "airflow", "/", "/opt/bitnami/airflow", "/opt/bitnami/airflow",
+        "/opt/bitnami/airflow/venv/bin/airflow", "/opt/bitnami/common/bin/ini-file", "/usr/bin/pgrep",
+        "/opt/bitnami/airflow/venv",
+    ]  # fmt: skip
+    version = containerd.run(images.BITNAMI_REF, ["airflow", "version"])
+    assert version.returncode == 0 and version.stdout.splitlines()[-1] == "3.0.2", version
+    # no entrypoint: a container without a command is refused, saying why
+    refused = containerd.run(images.BITNAMI_REF, [])
+    assert (refused.returncode, refused.stderr.strip()) == (64, images.BITNAMI_NO_ENTRYPOINT)
+
+
+BITNAMI_CHART = FIXTURES / "chart-sources" / "bitnami-airflow-24.1.0.tgz"
+BITNAMI_VALUES = FIXTURES / "node-values" / "bitnami-airflow-24.1.0.yaml"
+
+
+def render_bitnami(port: int, database: str) -> list[dict[str, Any]]:
+    """Bitnami's chart 24.1.0 with the node tier's values, pointed at a PostgreSQL on 127.0.0.1."""
+    text = helm(
+        "template", "airflow", str(BITNAMI_CHART), "-n", "airflow", "-f", str(BITNAMI_VALUES),
+        "--kube-version", "1.32.0", "--set", "externalDatabase.host=127.0.0.1",
+        "--set", f"externalDatabase.port={port}", "--set", f"externalDatabase.database={database}",
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+class ChartPod:
+    """One pod of a render, its containers run on the private containerd as a kubelet runs them: command and
+    args, literal env, the pod's volumes bound at each container's mounts (`subPath` included), a read-only
+    root when the container asks for it. Volumes are host folders: emptyDir group 1001 and setgid (the
+    chart's fsGroup), ConfigMap and projected Secret files from the render. Host network, to reach the
+    private PostgreSQL."""
+
+    def __init__(self, spec: dict[str, Any], docs: list[dict[str, Any]], folder: Path) -> None:
+        self.spec = spec
+        config_maps, secrets = render_objects(docs)
+        self.volumes: dict[str, Path] = {}
+        for volume in spec["volumes"]:
+            path = folder / volume["name"]
+            path.mkdir(parents=True)
+            files: dict[str, str] = {}
+            if "configMap" in volume:
+                files = config_maps.get(volume["configMap"]["name"], {})
+            elif "projected" in volume:
+                for source in volume["projected"]["sources"]:
+                    files.update(secrets[source["secret"]["name"]])
+            else:
+                assert "emptyDir" in volume, volume
+                os.chown(path, 0, images.BITNAMI_UID)
+                path.chmod(0o2777)
+            for name, content in files.items():
+                (path / name).write_text(content)
+            self.volumes[volume["name"]] = path
+
+    def container(self, name: str) -> dict[str, Any]:
+        [container] = [
+            c for c in self.spec.get("initContainers", []) + self.spec["containers"] if c["name"] == name
+        ]
+        return container
+
+    def argv(self, containerd: Containerd, container: dict[str, Any], **env: str) -> list[str]:
+        mounts = []
+        for mount in container.get("volumeMounts", []):
+            volume = self.volumes[mount["name"]]
+            source = volume / mount.get("subPath", "")
+            if not source.exists():  # a kubelet creates a missing subPath as a folder with the volume's mode
+                source.mkdir(parents=True)
+                source.chmod(volume.stat().st_mode & 0o7777)
+            mounts.append(Mount(source, mount["mountPath"], mount.get("readOnly", False)))
+        literal = {entry["name"]: entry["value"] for entry in container.get("env", [])}
+        assert len(literal) == len(container.get("env", [])), "only literal env values are emulated"
+        read_only = container.get("securityContext", {}).get("readOnlyRootFilesystem", False)
+        cid = containerd.new_id(container["name"])
+        args = [*container.get("command", []), *container.get("args", [])]
+        return containerd.run_argv(images.BITNAMI_REF, args, {**literal, **env}, True, cid, mounts, read_only)
+
+    def run(
+        self, containerd: Containerd, container: dict[str, Any], **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        argv = self.argv(containerd, container, **env)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.timeout(900)
+def test_bitnami_charts_init_containers_run_in_the_image(
+    containerd: Containerd, postgres: Postgres, tmp_path: Path
+) -> None:
+    """The rendered `prepare-config` and `wait-for-db-migrations`, exactly, on a fresh database: the wait
+    holds until Bitnami's step (`db migrate`, then `airflow_create_admin_user`) has run, then passes."""
+    database = "bitnami"
+    postgres.create_database(database)
+    docs = render_bitnami(postgres.port, database)
+    workloads = {(doc["kind"], doc["metadata"]["name"]): doc["spec"]["template"]["spec"] for doc in docs
+                 if doc["kind"] in ("StatefulSet", "Job")}  # fmt: skip
+    scheduler = ChartPod(workloads["StatefulSet", "airflow-scheduler"], docs, tmp_path / "scheduler")
+    assert [c["name"] for c in scheduler.spec["initContainers"]] == [
+        "prepare-config",
+        "wait-for-db-migrations",
+    ]
+
+    prepared = scheduler.run(containerd, scheduler.container("prepare-config"))
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    assert "Airflow configuration ready" in prepared.stderr
+    config = (scheduler.volumes["empty-dir"] / "app-base-dir" / "airflow.cfg").read_text()
+    url = f"postgresql+psycopg2://postgres:postgres@127.0.0.1:{postgres.port}/{database}"
+    assert f"sql_alchemy_conn = {url}" in config.splitlines()
+    assert "auth_manager = airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager" in config
+
+    log = tmp_path / "wait.log"
+    with log.open("wb") as sink:
+        waiting = subprocess.Popen(
+            scheduler.argv(containerd, scheduler.container("wait-for-db-migrations")),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Waiting for db migrations" not in log.read_text() and waiting.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(1)
+        time.sleep(5)
+        assert waiting.poll() is None, log.read_text()  # a fresh database: it waits
+        assert postgres.psql(database, "select to_regclass('alembic_version') is null") == "t"
+
+        # Bitnami's step in the setup Job's pod (its own prepare-config first): the library's calls
+        job = ChartPod(workloads["Job", "airflow-setup-db"], docs, tmp_path / "setup-db")
+        assert job.run(containerd, job.container("prepare-config")).returncode == 0
+        step = copy.deepcopy(job.container("setup-db"))
+        step["args"] = ["-ec", ". /opt/bitnami/scripts/airflow-env.sh\n. /opt/bitnami/scripts/libairflow.sh\n"
+                        "airflow_execute db migrate\nairflow_create_admin_user\n"]  # fmt: skip
+        migrated = job.run(containerd, step, BITNAMI_DEBUG="true")  # the output, for a failure
+        assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+
+        assert waiting.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    assert "Waiting for the admin user to exist" in log.read_text()
+    assert postgres.psql(database, "select count(*) from alembic_version") == "1"
+    assert postgres.psql(database, "select username from ab_user") == "user"
 
 
 def test_stopping_containerd_leaves_nothing_behind(containerd: Containerd) -> None:
