@@ -79,6 +79,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
         images.busybox_image().path,
         images.airflow_image(AIRFLOW_NODE_VERSION).path,
         *(images.airflow_image(version).path for version in AIRFLOW_UPGRADE),
+        images.bitnami_image().path,
         setup_script_path("build-image.sh", timeout=1800),  # the webhook's image, from the Dockerfile
     ]
     cluster = start_node_cluster(tmp_path_factory.mktemp("node"), archives)

@@ -265,6 +265,19 @@ def render_official(
     ).stdout
 
 
+def render_bitnami(namespace: str, db_host: str, db_port: int, database: str = "airflow") -> str:
+    """Bitnami's chart 24.1.0 as `helm template` renders it with the node tier's values
+    (tests/fixtures/node-values: the Bitnami-style stand-in image, an external PostgreSQL, LocalExecutor)."""
+    fixtures = REPO / "tests" / "fixtures"
+    return helm(
+        "template", "airflow", str(fixtures / "chart-sources" / "bitnami-airflow-24.1.0.tgz"),
+        "--namespace", namespace, "--kube-version", "1.32.0",
+        "-f", str(fixtures / "node-values" / "bitnami-airflow-24.1.0.yaml"),
+        "--set", f"externalDatabase.host={db_host}", "--set", f"externalDatabase.port={db_port}",
+        "--set", f"externalDatabase.database={database}",
+    ).stdout  # fmt: skip
+
+
 def install_webhook(cluster: NodeCluster, *values: str) -> str:
     """`helm install` of the webhook's chart with its image from the Dockerfile: defaults otherwise."""
     repository, tag = WEBHOOK_IMAGE

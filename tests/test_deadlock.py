@@ -28,6 +28,7 @@ from tests.node import (
     TIMELINES,
     WEBHOOK_NAMESPACE,
     NodeCluster,
+    render_bitnami,
     render_official,
 )
 from tests.postgres import Postgres
@@ -206,6 +207,50 @@ def test_upgrade_rolls_the_pods_and_the_step_migrates_once(
     assert said.count("airflow-db-migrate: migrations applied") == 1, logs
     [after] = node_postgres.psql(namespace, "select version_num from alembic_version").split()
     assert after != before, "the schema moved to the new Airflow's head"
+    node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_bitnami_airflow_3_with_the_webhook_the_sync_completes(
+    node_cluster: NodeCluster, webhook_release: str, node_postgres: Postgres
+) -> None:
+    """The cure on Bitnami's chart 24.1.0 (the Airflow 3 image line): the Bitnami-style stand-in image with
+    Bitnami's real shell libraries (tests/images.py), the chart's prepare-config and wait-for-db-migrations
+    init containers as rendered (it waits for the migration and for the admin user). With the webhook, the
+    step in scheduler and web migrates and creates the admin user; every workload becomes Healthy, then
+    Argo CD's PostSync runs the chart's setup-db Job, which succeeds."""
+    namespace = "bitnami"
+    node_cluster.kubectl("create", "namespace", namespace)
+    node_cluster.kubectl("label", "namespace", namespace, OPT_IN_LABEL)
+    node_postgres.create_database(namespace)
+    manifest = render_bitnami(namespace, NODE_IP, node_postgres.port, database=namespace)
+    started = time.monotonic()
+    result = ArgoSync(node_cluster.kubectl, namespace, manifest).sync(timeout=SYNC_TIMEOUT)
+    seconds = time.monotonic() - started
+    pods = [
+        p for p in node_cluster.pods(namespace, "app.kubernetes.io/name=airflow")
+        if p["metadata"].get("ownerReferences", [{}])[0].get("kind") != "Job"
+    ]  # fmt: skip
+    migrating = [p for p in pods if any(c["name"] == STEP for c in p["spec"]["initContainers"])]
+    logs = {p["metadata"]["name"]: step_log(node_cluster, namespace, p) for p in migrating}
+    counts = ", ".join(f"{p['metadata']['name']}: {restarts(p)}" for p in pods)
+    TIMELINES.append(
+        f"--- Bitnami 24.1.0 (Airflow 3) with the webhook: {result.phase} in {seconds:.0f} s\n{result}\n"
+        f"$ kubectl get pods -n {namespace}\n{pods_table(node_cluster, namespace)}restarts: {counts}\n"
+        + "".join(f"$ kubectl logs -n {namespace} {name} -c {STEP}\n{log}" for name, log in logs.items())
+    )
+
+    assert result.phase == "Succeeded", result
+    setup = "batch/Job/airflow-setup-db"
+    events = [event for _, event in result.timeline]
+    assert f"hook completed {setup}: Succeeded" in " ".join(events), result
+    healthy_at = max(i for i, e in enumerate(events) if "Healthy" in e and "apps/" in e)
+    assert events.index(f"hook created {setup} (PostSync)") > healthy_at, result
+    assert pods and all(ready(p) for p in pods), pods_table(node_cluster, namespace)
+    components = sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in migrating)
+    assert components == ["scheduler", "web"], components
+    said = [line for log in logs.values() for line in log.splitlines()]
+    assert said.count("airflow-db-migrate: migrations applied") == 1, logs
+    assert node_postgres.psql(namespace, "select count(*) from ab_user where username = 'user'") == "1"
     node_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 

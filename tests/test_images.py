@@ -44,9 +44,9 @@ import yaml
 from tests import images
 from tests.bitnami_pod import INI_FILE
 from tests.images import ImageArchive
+from tests.node import render_bitnami
 from tests.postgres import Postgres
-from tests.support import BITNAMI_SCRIPTS, FIXTURES, render_objects
-from tests.test_chart import helm
+from tests.support import BITNAMI_SCRIPTS, render_objects
 
 pytestmark = pytest.mark.image
 CGROUPS = Path("/sys/fs/cgroup")
@@ -773,18 +773,9 @@ def test_bitnami_image_runs_as_1001_with_bitnamis_layout(containerd: Containerd)
     assert (refused.returncode, refused.stderr.strip()) == (64, images.BITNAMI_NO_ENTRYPOINT)
 
 
-BITNAMI_CHART = FIXTURES / "chart-sources" / "bitnami-airflow-24.1.0.tgz"
-BITNAMI_VALUES = FIXTURES / "node-values" / "bitnami-airflow-24.1.0.yaml"
-
-
-def render_bitnami(port: int, database: str) -> list[dict[str, Any]]:
+def bitnami_docs(port: int, database: str) -> list[dict[str, Any]]:
     """Bitnami's chart 24.1.0 with the node tier's values, pointed at a PostgreSQL on 127.0.0.1."""
-    text = helm(
-        "template", "airflow", str(BITNAMI_CHART), "-n", "airflow", "-f", str(BITNAMI_VALUES),
-        "--kube-version", "1.32.0", "--set", "externalDatabase.host=127.0.0.1",
-        "--set", f"externalDatabase.port={port}", "--set", f"externalDatabase.database={database}",
-    ).stdout  # fmt: skip
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.safe_load_all(render_bitnami("airflow", "127.0.0.1", port, database)) if doc]
 
 
 class ChartPod:
@@ -852,7 +843,7 @@ def test_bitnami_charts_init_containers_run_in_the_image(
     holds until Bitnami's step (`db migrate`, then `airflow_create_admin_user`) has run, then passes."""
     database = "bitnami"
     postgres.create_database(database)
-    docs = render_bitnami(postgres.port, database)
+    docs = bitnami_docs(postgres.port, database)
     workloads = {(doc["kind"], doc["metadata"]["name"]): doc["spec"]["template"]["spec"] for doc in docs
                  if doc["kind"] in ("StatefulSet", "Job")}  # fmt: skip
     scheduler = ChartPod(workloads["StatefulSet", "airflow-scheduler"], docs, tmp_path / "scheduler")
