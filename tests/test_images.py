@@ -724,9 +724,11 @@ def test_airflow_migrates_a_real_postgres(containerd: Containerd, postgres: Post
     env = {
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}"
     }
-    # as the chart's migration Job: bash through the entrypoint, after its `airflow db check` wait
+    # as the chart's migration Job: bash through the entrypoint, after its `airflow db check` wait (the
+    # official chart renders `db upgrade` for an airflowVersion before 2.7, which has no `db migrate`)
+    subcommand = "migrate" if tuple(map(int, version.split(".")[:2])) >= (2, 7) else "upgrade"
     migrate = containerd.run(
-        ref, ["bash", "-c", "exec \\\nairflow db migrate"], env, net_host=True, timeout=900
+        ref, ["bash", "-c", f"exec \\\nairflow db {subcommand}"], env, net_host=True, timeout=900
     )
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     # as the chart's wait-for-airflow-migrations init container
