@@ -116,6 +116,29 @@ def test_already_migrated_database_exits_quickly_without_migrating(
     assert schema_version(postgres, "again") == before
 
 
+def test_an_image_whose_airflow_is_not_a_python_script_still_gets_the_cli_answer(
+    venvs: Path, postgres: Postgres, tmp_path: Path
+) -> None:
+    """The step checks in the interpreter named by the `airflow` command's `#!` line. An image whose `airflow`
+    is a shell wrapper, with no Airflow in the first python3 on PATH, gets the CLI's answer instead."""
+    postgres.create_database("wrapped")
+    first = run_official(venvs, postgres, "wrapped", "3.0.2", tmp_path / "first")
+    assert first.succeeded, explain(first)
+    wrapper = tmp_path / "image-bin"
+    wrapper.mkdir()
+    (wrapper / "airflow").write_text(f'#!/bin/sh\nexec {venvs / "af-3.0.2" / "bin" / "airflow"} "$@"\n')
+    (wrapper / "airflow").chmod(0o755)
+    (wrapper / "python3").write_text('#!/bin/sh\necho "no Airflow here" >&2\nexit 1\n')
+    (wrapper / "python3").chmod(0o755)
+    secrets = render_secrets()
+    secrets["airflow-metadata"] = {"connection": postgres.url("wrapped")}
+    pod = runner(venvs, secrets, tmp_path / "home")
+    pod.image_bin = lambda image: wrapper
+    run = pod.run(official_scheduler("3.0.2"), tmp_path / "second")
+    assert run.succeeded, explain(run)
+    assert run.of("airflow-db-migrate").output.splitlines() == ["airflow-db-migrate: no migrations pending"]
+
+
 def test_two_pods_at_once_both_succeed_and_migrate_once(
     venvs: Path, postgres: Postgres, tmp_path: Path
 ) -> None:

@@ -28,28 +28,90 @@ _MIGRATE_LOGGED = "env AIRFLOW__LOGGING__LOGGING_LEVEL=INFO airflow db"
 _APPLIED = "Running (upgrade|stamp_revision)"
 _APPLIED_ELSEWHERE = "no migrations pending: another pod applied them"
 
+# What `airflow db check-migrations` runs, without the CLI around it: building the CLI's parser costs about as
+# much as the check itself (and on Bitnami's images, whose byte-code cache is an emptyDir, every module a pod
+# start imports is compiled first). Exit 0: the check passed; 10: it failed (pending migrations, or no
+# database), where the CLI exits 1. Anything else (an interpreter that is not the image's Airflow, an Airflow
+# without the command, Kerberos, whose environment the CLI sets up first): the CLI decides. So the probe can
+# make the step faster, never change what it concludes.
+_PROBE = (
+    "import sys",
+    "from argparse import Namespace",
+    "from airflow.cli.commands.db_command import check_migrations",
+    "from airflow.configuration import conf",
+    'if conf.get("core", "security") == "kerberos":',
+    "    sys.exit(12)",
+    "try:",
+    "    check_migrations(Namespace(migration_wait_timeout=0))",
+    "except Exception as error:",
+    "    print(error)",
+    "    sys.exit(10)",
+)
+# ... then, in the same interpreter, one query for the admin user, where `airflow users list` starts FAB's
+# whole web application to print the same table (FAB's `ab_user`, in Airflow's schema). Exit 11: the check
+# passed but the user was not found (or the query failed): `airflow users list` decides.
+_PROBE_ADMIN = (
+    "try:",
+    "    from sqlalchemy import column, select, table",
+    "    from airflow import settings",
+    "    from airflow.models.base import metadata",
+    '    users = table("ab_user", column("username"), schema=metadata.schema)',
+    "    with settings.engine.connect() as connection:",
+    "        query = select(users.c.username).where(users.c.username == sys.argv[1])",
+    "        found = connection.execute(query).first() is not None",
+    "except Exception:",
+    "    found = False",
+    "sys.exit(0 if found else 11)",
+)
+
 # POSIX shell (dash, busybox sh and bash alike). `out` holds the last command's output for `show`.
 _HELPERS = (
     'say() { echo "airflow-db-migrate: $*"; }',
     f"show() {{ printf '%s\\n' \"$1\" | tail -n {_SHOWN_LINES} | sed 's/^/airflow-db-migrate: | /'; }}",
     'bounded() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }',
-    # one Airflow CLI start: succeeds only when the DB is reachable and no migration is pending
-    "up_to_date() { out=$(airflow db check-migrations --migration-wait-timeout=0 2>&1); }",
+    # the interpreter of the image's `airflow` (its `#!/.../python3` line), else the first python3 on PATH
+    "py=$(sed -n '1s|^#!\\(/[^ ]*/python[0-9.]*\\)$|\\1|p' \"$(command -v airflow)\" 2>/dev/null || true)",
+    "py=${py:-python3}",
 )
 
 
-def _admin_user(mark_created: bool) -> tuple[str, ...]:
+def _up_to_date(admin_seen: bool) -> tuple[str, ...]:
+    """`probe` and `up_to_date`: succeeds only when the DB is reachable and no migration is pending, in one
+    interpreter start when the probe can tell. `admin_seen`: the probe also looks the admin user up
+    (`admin_seen=1`: it exists)."""
+    program = _PROBE + _PROBE_ADMIN if admin_seen else _PROBE
+    user = ' "$AIRFLOW_USERNAME"' if admin_seen else ""
+    return (
+        "probe() {",
+        f"  \"$py\" -{user} <<'PROBE'",
+        *program,
+        "PROBE",
+        "}",
+        "up_to_date() {",
+        "  verdict=0",
+        "  out=$(probe 2>&1) || verdict=$?",
+        '  case "$verdict" in',
+        *(["    0) admin_seen=1 ;;", "    11) ;;"] if admin_seen else ["    0) ;;"]),
+        "    10) return 1 ;;",
+        "    *) out=$(airflow db check-migrations --migration-wait-timeout=0 2>&1) ;;",
+        "  esac",
+        "}",
+    )
+
+
+def _admin_user(mark_created: bool, seen: bool) -> tuple[str, ...]:
     """`admin_exists` and `ensure_admin`: the same command as the image library's
     `airflow_create_admin_user`, with its output kept. A racing pod that created the user first (a unique
     violation here) counts as success when the re-check finds it. `mark_created`: set `created=1` for a
-    `sync-perm` that follows a user this pod created."""
+    `sync-perm` that follows a user this pod created. `seen`: the probe may already have found the user."""
+    known = '[ "${admin_seen:-0}" = 1 ] || ' if seen else ""
     return (
         "admin_exists() {",
         "  out=$(airflow users list --output plain 2>&1) &&",
         '    printf \'%s\\n\' "$out" | grep -qwF -- "$AIRFLOW_USERNAME"',
         "}",
         "ensure_admin() {",
-        "  if admin_exists; then return 0; fi",
+        f"  if {known}admin_exists; then return 0; fi",
         '  say "creating the admin user $AIRFLOW_USERNAME"',
         '  if out=$(airflow users create -r Admin -u "$AIRFLOW_USERNAME" -e "$AIRFLOW_EMAIL" \\',
         '      -p "$AIRFLOW_PASSWORD" -f "$AIRFLOW_FIRSTNAME" -l "$AIRFLOW_LASTNAME" 2>&1); then',
@@ -73,10 +135,10 @@ def migrate_script(
     """Shell: one CLI start when nothing is pending; else wait for the DB (bounded), migrate with retries,
     then what the chart's setup Job does after a migration on this image line."""
     waits, tries = bounds.db_wait_attempts, bounds.migrate_attempts
-    lines = [*preamble, *_HELPERS]
+    lines = [*preamble, *_HELPERS, *_up_to_date(admin_seen=admin_always)]
     admin = admin_always or line.admin_user_after_migration
     if admin:
-        lines += _admin_user(mark_created=line.sync_perm_after_migration)
+        lines += _admin_user(mark_created=line.sync_perm_after_migration, seen=admin_always)
     # the after-migration tail reads `migrated`; without a tail it is not set at all (shellcheck-clean)
     tracked = (admin and not admin_always) or line.sync_perm_after_migration
     lines += [
