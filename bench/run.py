@@ -1,11 +1,13 @@
 """Benchmark: the webhook against the bare stack, driven by wrk over keep-alive HTTPS.
 
-    .venv/bin/python -m bench.run [--duration 10] [--soak 100000]
+    .venv/bin/python -m bench.run [--duration 10] [--slices 4] [--soak 100000]
 
 The bare stack (bench/bare.py) is FastAPI on uvicorn over the same TLS with one POST route that parses the
 body with orjson and answers `allowed: true`: what the framework costs on its own. The webhook is `serve`
-with its defaults (logging, metrics, the engine). Each runs on core 0, wrk on core 1, both in the same run
-so machine noise cancels in the ratios. Scenarios: a review the engine mutates (the 28 KB scheduler CREATE
+with its defaults (logging, metrics, the engine). Both run on core 0, wrk on core 1; every level is measured
+in slices that alternate between the two servers, so that machine noise cancels in the ratios (percentiles:
+the median over the slices; the load average before and after is recorded with the results: what else the
+machine ran). Scenarios: a review the engine mutates (the 28 KB scheduler CREATE
 a kube-apiserver sent) and reviews it skips (the PostgreSQL StatefulSet CREATE and a Job UPDATE). Writes
 bench/results/<UTC time>.json and .md and exits 1 when a target is missed or a request failed.
 """
@@ -36,6 +38,7 @@ from tests.servers import free_port
 from tests.support import ADMISSION_FIXTURES, CHART_RENDERS, REPO
 
 CONCURRENCY = (8, 32)
+KINDS = ("bare", "webhook")
 SCENARIOS = {
     "mutated": ["bitnami-24.1.0-scheduler-create.json"],
     "skipped": [
@@ -130,13 +133,28 @@ def wrk(url: str, listing: Path, connections: int, duration: int) -> dict[str, f
 
 
 class Server:
-    def __init__(self, kind: str, certs: Path, log: Path) -> None:
+    """`wrapper` (bench.tail): what runs `serve` instead of `-m app serve`; `options`: added to serve's."""
+
+    def __init__(
+        self,
+        kind: str,
+        certs: Path,
+        log: Path,
+        wrapper: list[str] | None = None,
+        options: list[str] | None = None,
+    ) -> None:
         self.port, self.health = free_port(), free_port()
         if kind == "bare":
             command = [str(REPO / "bench" / "bare.py"), "--cert-dir", str(certs)]
         else:  # the production entry point with its defaults, bound to loopback
-            command = ["-m", "app", "serve", "--cert-file", str(certs / "tls.crt"), "--key-file"]
+            command = [
+                *(wrapper or ["-m", "app", "serve"]),
+                "--cert-file",
+                str(certs / "tls.crt"),
+                "--key-file",
+            ]
             command += [str(certs / "tls.key"), "--host", "127.0.0.1", "--health-host", "127.0.0.1"]
+            command += options or []
         self.process = subprocess.Popen(
             [
                 "taskset",
@@ -171,20 +189,50 @@ class Server:
         self.process.wait(30)
 
 
-def measure(kind: str, certs: Path, work: Path, duration: int) -> dict[str, Any]:
-    server = Server(kind, certs, work / f"{kind}.log")
+def combined(slices: list[dict[str, float]], cpu_seconds_used: float) -> dict[str, float]:
+    """One level from its slices: throughput and CPU over all of them, percentiles their median."""
+    requests = sum(row["requests"] for row in slices)
+    row = {
+        "requests": requests,
+        "throughput": statistics.mean(row["throughput"] for row in slices),
+        **{key: statistics.median(row[key] for row in slices) for key in ("p50_ms", "p90_ms", "p99_ms")},
+        "p99_ms_slices": [row["p99_ms"] for row in slices],
+        "max_ms": max(row["max_ms"] for row in slices),
+        "errors": sum(row["errors"] for row in slices),
+        "cpu_ms_per_1000": cpu_seconds_used / requests * 1e6,
+    }
+    return row
+
+
+def measure(certs: Path, work: Path, duration: int, slices: int) -> dict[str, dict[str, Any]]:
+    """Both servers up at once (both on core 0; the idle one costs nothing), every level in `slices` slices
+    that alternate between them: noise that comes and goes over a run hits both alike."""
+    servers = {kind: Server(kind, certs, work / f"{kind}.log") for kind in KINDS}
     try:
-        wrk(server.url, listing(work, "mutated"), 8, 2)  # warm-up
-        rows: dict[str, Any] = {}
+        for server in servers.values():
+            wrk(server.url, listing(work, "mutated"), 8, 2)  # warm-up
+        rows: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         for scenario in SCENARIOS:
             for connections in CONCURRENCY:
-                before = cpu_seconds(server.process.pid)
-                row = wrk(server.url, listing(work, scenario), connections, duration)
-                row["cpu_ms_per_1000"] = (cpu_seconds(server.process.pid) - before) / row["requests"] * 1e6
-                rows[f"{scenario}/{connections}"] = row
-        return {"rows": rows, "peak_rss_mib": memory_kib(server.process.pid, "VmHWM") / 1024}
+                parts: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+                used = dict.fromkeys(KINDS, 0.0)
+                for index in range(slices):
+                    for kind in KINDS if index % 2 == 0 else KINDS[::-1]:
+                        server = servers[kind]
+                        before = cpu_seconds(server.process.pid)
+                        parts[kind].append(
+                            wrk(server.url, listing(work, scenario), connections, max(1, duration // slices))
+                        )
+                        used[kind] += cpu_seconds(server.process.pid) - before
+                for kind in KINDS:
+                    rows[kind][f"{scenario}/{connections}"] = combined(parts[kind], used[kind])
+        return {
+            kind: {"rows": rows[kind], "peak_rss_mib": memory_kib(server.process.pid, "VmHWM") / 1024}
+            for kind, server in servers.items()
+        }
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
 
 
 # RSS settles over the first tens of thousands of reviews (pymalloc arenas, the engine's caches, metric
@@ -253,6 +301,7 @@ def big_object(certs: Path, work: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10, help="seconds per concurrency level")
+    parser.add_argument("--slices", type=int, default=4, help="alternating slices per level and server")
     parser.add_argument("--soak", type=int, default=100_000, help="reviews for the memory soak")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -265,9 +314,12 @@ def main() -> int:
         "scenarios": SCENARIOS,
         "cores": os.cpu_count(),
         "duration_s": args.duration,
+        "slices": args.slices,
     }
-    for kind in ("bare", "webhook"):
-        results[kind] = measure(kind, certs, work, args.duration)
+    # what else ran on the machine: the ratios hold up to moderate load, the absolute numbers do not
+    loads = results["load_average"] = {"before": os.getloadavg()}
+    results.update(measure(certs, work, args.duration, args.slices))
+    loads["after"] = os.getloadavg()
     results["soak"] = soak(certs, args.soak, work)
     results["big_object"] = big_object(certs, work)
     bare, hook = results["bare"]["rows"], results["webhook"]["rows"]
@@ -298,7 +350,11 @@ def main() -> int:
     stamp = results["when"].replace(":", "").replace("+0000", "Z")
     (out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
     lines = [
-        f"# Benchmark {results['when']} ({results['cores']} cores, {args.duration} s per level)",
+        f"# Benchmark {results['when']} ({results['cores']} cores, {args.duration} s per level and server, "
+        f"in {args.slices} alternating slices)",
+        "",
+        "load average (1, 5, 15 min): "
+        + "; ".join(f"{when} {' '.join(f'{v:.2f}' for v in value)}" for when, value in loads.items()),
         "",
         f"scenarios: {SCENARIOS}",
         "",
@@ -313,6 +369,14 @@ def main() -> int:
                 f"{row['cpu_ms_per_1000']:.0f} | {row['errors']:.0f} |"
             )
     lines += [
+        "",
+        "p99 ms of each slice at concurrency 8: "
+        + "; ".join(
+            f"{kind} {scenario} "
+            + " ".join(f"{v:.1f}" for v in results[kind]["rows"][f"{scenario}/8"]["p99_ms_slices"])
+            for scenario in SCENARIOS
+            for kind in KINDS
+        ),
         "",
         f"peak RSS: bare {results['bare']['peak_rss_mib']:.1f} MiB, "
         f"webhook {results['webhook']['peak_rss_mib']:.1f} MiB; soak {results['soak']}",

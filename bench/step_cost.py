@@ -9,7 +9,9 @@ and times, in the step's place with the step's env and mounts:
 
 - the step itself, and the chart's own wait container after it in the same pod (what the pod pays anyway);
 - one Airflow CLI start (`airflow version`), what the step's target is measured against;
-- a bare start of the image's Python (`python3 -c pass`): the physical floor of any step.
+- a bare start of the image's Python (`python3 -c pass`): the physical floor of any step;
+- one Airflow CLI start right after the step, in the same pod: on Bitnami's images, whose byte-code cache is
+  an emptyDir that the step and the main container share, what the step compiled the next process reuses.
 
 It prints one table per image line (median wall time and median CPU time: user + system of the container's
 processes, which is what a CPU limit meters and what noise from other processes on the machine leaves alone)
@@ -40,11 +42,16 @@ from tests.test_airflow import official_scheduler, render_secrets, runner
 from tests.test_bitnami import AIRFLOW2, AIRFLOW3, Line, make_pod
 
 # What runs in the step's place besides the step (after the profile's preamble, as the step's own script).
+CLI_START = "one Airflow CLI start (`airflow version`)"
 REFERENCES = {
-    "one Airflow CLI start (`airflow version`)": "airflow version >/dev/null",
+    CLI_START: "airflow version >/dev/null",
     "a bare interpreter start (`python3 -c pass`)": "python3 -c pass",
 }
 STEP = "the step on an up-to-date DB"
+AFTER_STEP = "after-the-step"
+# the next Python after the step in the same pod: on Bitnami's images what it finds in the byte-code cache
+# (an emptyDir the step and the main container share) the step compiled
+AFTER = "one Airflow CLI start right after the step, same pod"
 
 
 @dataclass
@@ -66,6 +73,17 @@ def in_step_place(spec: dict[str, Any], body: str, preamble: tuple[str, ...]) ->
     step = spec["initContainers"][at]
     argv = step["command"] if "command" in step else step["args"]
     argv[-1] = "\n".join([*preamble, body]) + "\n"
+    return spec
+
+
+def after_step(spec: dict[str, Any], body: str, preamble: tuple[str, ...]) -> dict[str, Any]:
+    """The pod spec up to the step, then a copy of the step (its env and mounts) running `body`."""
+    spec = copy.deepcopy(spec)
+    names = [c["name"] for c in spec["initContainers"]]
+    at = names.index(STEP_CONTAINER_NAME)
+    follower = in_step_place(spec, body, preamble)["initContainers"][at]
+    follower["name"] = AFTER_STEP
+    spec["initContainers"] = [*spec["initContainers"][: at + 1], follower]
     return spec
 
 
@@ -107,7 +125,7 @@ def measure(line: ImageLine, runs: int, work: Path) -> dict[str, Timings]:
     if not first.succeeded:
         sys.exit(f"{line.title}: the first pod failed:\n" + "\n".join(r.output[-2000:] for r in first.runs))
     wait = f"the chart's wait container (`{line.wait_container}`), same pod"
-    rows = {STEP: Timings(), wait: Timings(), **{name: Timings() for name in REFERENCES}}
+    rows = {STEP: Timings(), wait: Timings(), **{name: Timings() for name in REFERENCES}, AFTER: Timings()}
     for index in range(runs):  # in turn, so that the machine's noise spreads over every row alike
         pod = line.run(None, work / f"{index}-step")
         if not pod.succeeded:
@@ -123,6 +141,11 @@ def measure(line: ImageLine, runs: int, work: Path) -> dict[str, Timings]:
             if not reference.succeeded:
                 sys.exit(f"{line.title}: {name} failed:\n{reference.runs[-1].output[-2000:]}")
             rows[name].add(reference.of(STEP_CONTAINER_NAME))
+        change = functools.partial(after_step, body=REFERENCES[CLI_START], preamble=line.preamble)
+        following = line.run(change, work / f"{index}-after")
+        if not following.succeeded:
+            sys.exit(f"{line.title}: {AFTER} failed:\n{following.runs[-1].output[-2000:]}")
+        rows[AFTER].add(following.of(AFTER_STEP))
     return rows
 
 
