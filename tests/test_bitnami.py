@@ -303,3 +303,9 @@ def test_chart_upgrade_from_the_airflow2_line_to_airflow3_fails_upstream_and_say
     cause = "\n".join(lines[at + 1 :])
     assert all(line.startswith("airflow-db-migrate: | ") for line in lines[at + 1 :])
     assert 'DuplicateTable) relation "ab_view_menu" already exists' in cause, step.output
+    # the first attempt's failure is shown where it happened too, before the retry
+    first = lines.index("airflow-db-migrate: attempt 1 failed (exit 1), retrying; last output:")
+    retry = lines.index("airflow-db-migrate: migrating with airflow db migrate (attempt 2/2)")
+    shown = lines[first + 1 : retry]
+    assert shown and all(line.startswith("airflow-db-migrate: | ") for line in shown), step.output
+    assert "ab_view_menu" in "\n".join(shown), step.output

@@ -187,7 +187,9 @@ def migrate_script(
         '        show "$migration"',
         "        exit 1",
         "      fi",
-        '      say "attempt $attempt failed (exit $status), retrying"',
+        # every failed attempt says why, not only the last: a transient cause shows where it happened
+        '      say "attempt $attempt failed (exit $status), retrying; last output:"',
+        '      show "$migration"',
         "      attempt=$((attempt + 1))",
         f"      sleep {bounds.migrate_retry_interval_seconds}",
         "    done",
