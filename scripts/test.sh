@@ -54,4 +54,5 @@ else
   [ "$status" -eq 3 ] || exit "$status"  # 3: no binaries on this clone; the node tier skips and says why
 fi
 step "tests (isolated network: lo only)"
-exec bash scripts/isolated.sh .venv/bin/pytest "$@"
+# the slowest tests, so that a CI log says where its time went
+exec bash scripts/isolated.sh .venv/bin/pytest --durations=30 "$@"
