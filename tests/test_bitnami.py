@@ -35,7 +35,7 @@ QUICK = EngineConfig(
         db_wait_attempts=3, db_wait_interval_seconds=1, migrate_attempts=5, migrate_retry_interval_seconds=2
     )
 )
-RACE_REPETITIONS = 5
+RACE_REPETITIONS = 3
 
 
 class Line:
